@@ -1,0 +1,5 @@
+#ifndef STREAMGATE_CRDKAFKA_SHIM_H
+#define STREAMGATE_CRDKAFKA_SHIM_H
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#endif

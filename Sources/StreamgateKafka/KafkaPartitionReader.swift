@@ -1,0 +1,166 @@
+import CRDKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// A consumer without a group: the gateway assigns partitions at explicit offsets and reads them on a
+/// dedicated thread, in batches, handing each record to one handler.
+///
+/// `auto.offset.reset=error`, so a position outside the retained log is reported, never skipped.
+///
+/// - Important: `@unchecked Sendable` because librdkafka's consumer handle is thread-safe and the topic
+///   name cache is touched only on the reader thread. Call ``shutdown()`` before the last reference goes away.
+public final class KafkaPartitionReader: @unchecked Sendable {
+    public typealias Handler = (KafkaReaderEvent) -> Void
+
+    private let handle: OpaquePointer
+    private let queue: OpaquePointer
+    private let logger: Logger
+    private let handler: Handler
+    private let batchSize: Int
+    private let stopped = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private var topicNames: [UInt: String] = [:]
+
+    /// - Parameters:
+    ///   - configuration: bootstrap servers and tuning; the reader sets the properties its semantics rely on.
+    ///   - name: the thread's name.
+    ///   - batchSize: most records handed over per poll.
+    ///   - handler: called on the reader thread for every event.
+    public init(configuration: KafkaConfiguration, name: String, batchSize: Int = 1024, logger: Logger,
+                handler: @escaping Handler) throws {
+        var configuration = configuration
+        configuration["enable.auto.commit"] = "false"
+        configuration["enable.auto.offset.store"] = "false"
+        configuration["auto.offset.reset"] = "error"
+        configuration["enable.partition.eof"] = "true"
+        configuration["allow.auto.create.topics"] = "false"
+        configuration["log.queue"] = "true"
+        if configuration["group.id"] == nil { configuration["group.id"] = "streamgate-reader-unused" }
+        let conf = try configuration.makeNative()
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
+        self.handle = try makeKafkaHandle(type: RD_KAFKA_CONSUMER, conf: conf)
+        rd_kafka_poll_set_consumer(handle)
+        self.queue = rd_kafka_queue_get_consumer(handle)
+        rd_kafka_set_log_queue(handle, queue)
+        self.logger = logger
+        self.handler = handler
+        self.batchSize = batchSize
+        let thread = Thread { [unowned self] in self.run() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Starts reading `partition` of `topic` at `offset` (an absolute offset).
+    public func assign(topic: String, partition: Int32, offset: Int64) throws {
+        try withPartitionList(topic: topic, partition: partition, offset: offset) { list in
+            try check(rd_kafka_incremental_assign(handle, list))
+        }
+    }
+
+    /// Stops reading `partition` of `topic`; records already fetched for it are purged.
+    public func unassign(topic: String, partition: Int32) throws {
+        try withPartitionList(topic: topic, partition: partition, offset: Int64(RD_KAFKA_OFFSET_INVALID)) { list in
+            try check(rd_kafka_incremental_unassign(handle, list))
+        }
+    }
+
+    /// Moves an assigned partition to `offset`; prefetched records are purged.
+    public func seek(topic: String, partition: Int32, offset: Int64) throws {
+        try withPartitionList(topic: topic, partition: partition, offset: offset) { list in
+            try check(rd_kafka_seek_partitions(handle, list, 5000))
+            let err = list.pointee.elems.pointee.err
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
+        }
+    }
+
+    /// The low and high watermarks last seen in fetch responses (no request). `nil` when not known yet.
+    public func cachedWatermarks(topic: String, partition: Int32) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, topic, partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, low >= 0, high >= 0 else { return nil }
+        return (low, high)
+    }
+
+    /// Stops the reader thread and destroys the handle. Blocking.
+    public func shutdown() {
+        stopped.store(true, ordering: .releasing)
+        rd_kafka_queue_yield(queue)
+        finished.wait()
+        rd_kafka_queue_destroy(queue)
+        _ = rd_kafka_consumer_close(handle)
+        rd_kafka_destroy(handle)
+    }
+
+    private func run() {
+        var batch = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: batchSize)
+        while !stopped.load(ordering: .acquiring) {
+            let count = batch.withUnsafeMutableBufferPointer {
+                rd_kafka_consume_batch_queue(queue, 1000, $0.baseAddress, batchSize)
+            }
+            guard count > 0 else {
+                if count < 0 { logger.error("consume failed", metadata: ["kafka.error": "\(KafkaError(rd_kafka_last_error()))"]) }
+                continue
+            }
+            for index in 0..<count {
+                guard let message = batch[index] else { continue }
+                dispatch(message)
+                rd_kafka_message_destroy(message)
+            }
+            handler(.batchEnd)
+        }
+        finished.signal()
+    }
+
+    private func dispatch(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let err = message.pointee.err
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            handler(.record(KafkaRecordView(message: message, topic: topicName(message))))
+            return
+        }
+        guard message.pointee.rkt != nil else {
+            handler(.clientError(KafkaError(err, message: errorText(message))))
+            return
+        }
+        let topic = topicName(message)
+        if err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            handler(.endOfPartition(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+        } else {
+            handler(.partitionError(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset,
+                                    error: KafkaError(err, message: errorText(message))))
+        }
+    }
+
+    private func topicName(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> String {
+        let key = UInt(bitPattern: message.pointee.rkt)
+        if let name = topicNames[key] { return name }
+        let name = String(cString: rd_kafka_topic_name(message.pointee.rkt))
+        topicNames[key] = name
+        return name
+    }
+
+    private func errorText(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> String {
+        guard let payload = message.pointee.payload, message.pointee.len > 0 else {
+            return String(cString: rd_kafka_err2str(message.pointee.err))
+        }
+        return String(decoding: UnsafeRawBufferPointer(start: payload, count: message.pointee.len), as: UTF8.self)
+    }
+}
+
+/// Builds a one-partition list for the duration of `body`.
+func withPartitionList<R>(topic: String, partition: Int32, offset: Int64,
+                          _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> R) rethrows -> R {
+    let list = rd_kafka_topic_partition_list_new(1)!
+    defer { rd_kafka_topic_partition_list_destroy(list) }
+    let entry = rd_kafka_topic_partition_list_add(list, topic, partition)!
+    entry.pointee.offset = offset
+    return try body(list)
+}
+
+/// Throws and destroys a librdkafka error object, if any.
+func check(_ error: OpaquePointer?) throws {
+    guard let error else { return }
+    defer { rd_kafka_error_destroy(error) }
+    throw KafkaError(rd_kafka_error_code(error), message: String(cString: rd_kafka_error_string(error)))
+}

@@ -1,0 +1,160 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import ServiceLifecycle
+import StreamgateCore
+import StreamgateKafka
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A gateway node as a service: it binds, serves WebSocket and HTTP clients until a graceful shutdown,
+/// then drains (stops accepting, answers in-flight publishes, closes clients with 1001, flushes the
+/// producer) and releases Kafka.
+public final class GatewayServer: Service {
+    private let configuration: GatewayConfiguration
+    private let logger: Logger
+    private let onListening: @Sendable (String, Int) -> Void
+
+    /// - Parameters:
+    ///   - onListening: called once bound, with the host and the actual port.
+    public init(configuration: GatewayConfiguration, logger: Logger,
+                onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) {
+        self.configuration = configuration
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let configuration = self.configuration
+        let pool = NIOThreadPool(numberOfThreads: 8)
+        pool.start()
+        let backend = try await pool.runIfActive { try KafkaBackend(configuration: configuration, logger: self.logger) }
+        if backend.embeddedCluster != nil {
+            logger.warning(
+                "DEVELOPMENT MODE: embedded in-memory Kafka at \(backend.bootstrap) — NOT DURABLE, data is lost on exit; pass --brokers for a real cluster")
+        }
+        logger.warning("ANONYMOUS ACCESS: authentication is not enabled; every client publishes as \"anonymous\"")
+        let environment = SessionEnvironment(
+            configuration: configuration, backend: backend, registry: ConnectionRegistry(), blockingPool: pool,
+            decoder: ClientFrameDecoder(maxPayloadBytes: configuration.maxMessageBytes), logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let server: any Channel
+        do {
+            server = try await Self.bootstrap(group: group, environment: environment)
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            _ = try? await pool.runIfActive { backend.shutdown(flushMilliseconds: 1000) }
+            try await group.shutdownGracefully()
+            try await pool.shutdownGracefully()
+            throw error
+        }
+        let port = server.localAddress?.port ?? configuration.port
+        logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+        onListening(configuration.host, port)
+
+        try? await gracefulShutdown()
+
+        logger.info("draining", metadata: ["connections": "\(environment.registry.count)"])
+        try? await server.close()
+        await drain(environment)
+        _ = try? await pool.runIfActive {
+            backend.shutdown(flushMilliseconds: Int32(configuration.drainSeconds * 1000))
+        }
+        try await group.shutdownGracefully()
+        try await pool.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    /// Stops reading from clients, waits for their in-flight publishes to be answered (failing them after
+    /// the drain time), then closes every client with 1001.
+    private func drain(_ environment: SessionEnvironment) async {
+        let registry = environment.registry
+        registry.broadcast(.beginDrain)
+        let deadline = ContinuousClock.now + .seconds(configuration.drainSeconds)
+        while registry.inFlight > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if registry.inFlight > 0 {
+            logger.warning("drain time is over; failing in-flight publishes", metadata: ["in_flight": "\(registry.inFlight)"])
+            environment.backend.producer.purge()
+            let purgeDeadline = ContinuousClock.now + .seconds(5)
+            while registry.inFlight > 0, ContinuousClock.now < purgeDeadline {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        registry.broadcast(.closeForDrain)
+        let closeDeadline = ContinuousClock.now + .seconds(3)
+        while registry.count > 0, ContinuousClock.now < closeDeadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    private static func bootstrap(group: any EventLoopGroup, environment: SessionEnvironment) -> ServerBootstrap {
+        let configuration = environment.configuration
+        let slow = configuration.slowConsumerBytes
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: slow / 2, high: slow))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try configurePipeline(channel, environment: environment)
+                }
+            }
+    }
+
+    private static func configurePipeline(_ channel: any Channel, environment: SessionEnvironment) throws {
+        let configuration = environment.configuration
+        let namespaces = configuration.namespaces
+        let httpHandler = HTTPGatewayHandler(environment: environment)
+        let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: channel.eventLoop)
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: configuration.maxFrameBytes,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                guard case .websocket(.success(let accepted)) = HTTPRoute.classify(head, namespaces: namespaces) else {
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                var headers = HTTPHeaders()
+                if let subprotocol = accepted.subprotocol { headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol) }
+                return channel.eventLoop.makeSucceededFuture(headers)
+            },
+            upgradePipelineHandler: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    guard case .websocket(.success(let accepted)) = HTTPRoute.classify(head, namespaces: namespaces) else {
+                        throw HTTPRoute.Rejection(status: .badRequest, message: "upgrade no longer valid")
+                    }
+                    let (bound, start): (ChannelName?, StartPosition) =
+                        switch accepted.target {
+                        case .multiplexed: (nil, .latest)
+                        case .bound(let channel, let start): (channel, start)
+                        }
+                    try channel.pipeline.syncOperations.addHandlers([
+                        NIOWebSocketFrameAggregator(
+                            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096,
+                            maxAccumulatedFrameSize: configuration.maxFrameBytes),
+                        WebSocketSession(environment: environment, connectionID: ConnectionID.next(),
+                                         boundChannel: bound, boundStart: start),
+                    ])
+                }
+            })
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                context.pipeline.syncOperations.removeHandler(boundHTTPHandler.value, promise: nil)
+            }))
+        try channel.pipeline.syncOperations.addHandler(httpHandler)
+    }
+}
+
+/// Connection ids: unique per process start, short, and safe in headers and logs.
+enum ConnectionID {
+    private static let prefix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    private static let counter = ProcessCounter()
+
+    static func next() -> String { "\(prefix)-\(String(counter.next(), radix: 36))" }
+}

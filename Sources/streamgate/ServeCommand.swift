@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import StreamgateCore
+import StreamgateServer
+import UnixSignals
+
+/// `streamgate serve`: a gateway node. Flags, then `STREAMGATE_*` environment variables, then defaults.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a gateway node (an embedded development Kafka when no brokers are given).",
+        discussion: """
+            Environment: STREAMGATE_BROKERS, STREAMGATE_HOST, STREAMGATE_PORT, STREAMGATE_NODE_ID, STREAMGATE_CONFIG \
+            mirror the flags. When listening, one line `listening on HOST:PORT` goes to standard output.
+            """)
+
+    @Option(help: "Kafka bootstrap servers, HOST:PORT[,…]. Omitted: embedded in-memory development Kafka.")
+    var brokers: String?
+    @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
+    @Option(help: "Port to listen on, 0 for any free port (default 8080).") var port: Int?
+    @Option(name: .customLong("node-id"), help: "This node's id, written into records as sg-node.") var nodeID: String?
+    @Option(help: "JSON file mapping namespaces to topics.") var config: String?
+    @Option(help: "Largest publish payload in bytes.") var maxMessageBytes = 256 * 1024
+    @Option(help: "Largest WebSocket message in bytes; larger closes with 1009.") var maxFrameBytes = 1024 * 1024
+    @Option(help: "Producer linger.ms.") var lingerMs = 1
+    @Option(help: "Outbound bytes queued per connection before it is closed as a slow consumer (4008).")
+    var slowConsumerBytes = 4 * 1024 * 1024
+    @Option(help: "Seconds a drain waits for in-flight publishes.") var drainSeconds = 10
+    @Option(help: "Partitions per topic of the embedded development Kafka.") var devPartitions = 12
+    @Option(name: .customLong("kafka"), help: "Extra librdkafka property key=value (repeatable).")
+    var kafkaProperties: [String] = []
+    @Option(help: "Log level.") var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let logger = LogSetup.bootstrap(level: logLevel)
+        let configuration = try makeConfiguration(environment: ProcessInfo.processInfo.environment)
+        let server = GatewayServer(configuration: configuration, logger: logger) { host, port in
+            StandardOutput.line("listening on \(host):\(port)")
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                                 logger: logger))
+        try await group.run()
+    }
+
+    func makeConfiguration(environment: [String: String]) throws -> GatewayConfiguration {
+        var configuration = GatewayConfiguration()
+        configuration.brokers = brokers ?? environment["STREAMGATE_BROKERS"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.host = host ?? environment["STREAMGATE_HOST"] ?? configuration.host
+        if let port = port ?? environment["STREAMGATE_PORT"].flatMap({ Int($0) }) { configuration.port = port }
+        configuration.nodeID = nodeID ?? environment["STREAMGATE_NODE_ID"] ?? ProcessInfo.processInfo.hostName
+        if let path = config ?? environment["STREAMGATE_CONFIG"] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            configuration.namespaces = try NamespaceMap.parse(json: data)
+            if configuration.namespaces.routes?.values.contains(where: { $0.mode == .affinity }) == true {
+                throw ValidationError("mode \"affinity\" needs placement, which this build does not provide yet; use \"fanout\"")
+            }
+        }
+        guard maxMessageBytes > 0, maxFrameBytes >= maxMessageBytes else {
+            throw ValidationError("--max-frame-bytes must be at least --max-message-bytes, both positive")
+        }
+        configuration.maxMessageBytes = maxMessageBytes
+        configuration.maxFrameBytes = maxFrameBytes
+        configuration.lingerMilliseconds = lingerMs
+        configuration.slowConsumerBytes = slowConsumerBytes
+        configuration.drainSeconds = drainSeconds
+        configuration.embeddedPartitions = devPartitions
+        for property in kafkaProperties {
+            let parts = property.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ValidationError("--kafka takes key=value, got \(property)") }
+            configuration.kafkaProperties[String(parts[0])] = String(parts[1])
+        }
+        return configuration
+    }
+}

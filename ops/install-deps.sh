@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Streamgate need on Debian 12: librdkafka (linked as a
+# system library), kcat, and the Python packages the end-to-end suite drives the gateway with.
+# Idempotent: does nothing that is already there.
+set -euo pipefail
+
+need_apt=()
+dpkg -s librdkafka-dev >/dev/null 2>&1 || need_apt+=(librdkafka-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "installing: ${need_apt[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "swift is not on PATH: install the Swift 6.3 toolchain first" >&2
+    exit 1
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import websockets, aiohttp, confluent_kafka, jsonschema' >/dev/null 2>&1; then
+    echo "installing Python packages: websockets aiohttp confluent-kafka jsonschema" >&2
+    "$PY" -m pip install -q --disable-pip-version-check websockets aiohttp confluent-kafka jsonschema \
+        || "$PY" -m pip install -q --disable-pip-version-check --break-system-packages websockets aiohttp confluent-kafka jsonschema
+fi
