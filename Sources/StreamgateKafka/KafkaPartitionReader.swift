@@ -93,21 +93,25 @@ public final class KafkaPartitionReader: @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
+    /// Blocks for the first message (woken at once by one), then takes whatever else is already queued
+    /// without waiting: `rd_kafka_consume_batch_queue` alone would wait for a full batch or the time-out.
     private func run() {
         var batch = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: batchSize)
         while !stopped.load(ordering: .acquiring) {
-            let count = batch.withUnsafeMutableBufferPointer {
-                rd_kafka_consume_batch_queue(queue, 1000, $0.baseAddress, batchSize)
-            }
-            guard count > 0 else {
-                if count < 0 { logger.error("consume failed", metadata: ["kafka.error": "\(KafkaError(rd_kafka_last_error()))"]) }
-                continue
-            }
-            for index in 0..<count {
-                guard let message = batch[index] else { continue }
-                dispatch(message)
-                rd_kafka_message_destroy(message)
-            }
+            guard let first = rd_kafka_consume_queue(queue, 1000) else { continue }
+            dispatch(first)
+            rd_kafka_message_destroy(first)
+            var count = 0
+            repeat {
+                count = batch.withUnsafeMutableBufferPointer {
+                    rd_kafka_consume_batch_queue(queue, 0, $0.baseAddress, batchSize)
+                }
+                for index in 0..<max(count, 0) {
+                    guard let message = batch[index] else { continue }
+                    dispatch(message)
+                    rd_kafka_message_destroy(message)
+                }
+            } while count == batchSize
             handler(.batchEnd)
         }
         finished.signal()
