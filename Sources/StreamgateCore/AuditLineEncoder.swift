@@ -21,15 +21,7 @@ public enum AuditLineEncoder {
             header.value.withUnsafeBytes { ServerFrameEncoder.appendString(&out, bytes: $0) }
         }
         out.append(UInt8(ascii: "}"))
-        switch payload {
-        case .json(let bytes):
-            out.append(contentsOf: #","data":"#.utf8)
-            out.append(contentsOf: bytes)
-        case .binary(let bytes):
-            out.append(contentsOf: #","data_b64":""#.utf8)
-            out.append(contentsOf: Base64.encode(bytes))
-            out.append(UInt8(ascii: "\""))
-        }
+        ServerFrameEncoder.appendPayload(&out, payload)
         out.append(UInt8(ascii: "}"))
         return out
     }

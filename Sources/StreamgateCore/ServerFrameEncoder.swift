@@ -1,5 +1,3 @@
-import Foundation
-
 /// Writes server frames (PROTOCOL §5) as compact JSON text, appending to a byte array.
 ///
 /// Payloads are copied as the JSON text that was published, never re-serialised.
@@ -34,15 +32,7 @@ public enum ServerFrameEncoder {
         appendInteger(&out, offset)
         out.append(contentsOf: #","ts":"#.utf8)
         appendInteger(&out, timestamp)
-        switch payload {
-        case .json(let bytes):
-            out.append(contentsOf: #","data":"#.utf8)
-            out.append(contentsOf: bytes)
-        case .binary(let bytes):
-            out.append(contentsOf: #","data_b64":""#.utf8)
-            out.append(contentsOf: Base64.encode(bytes))
-            out.append(UInt8(ascii: "\""))
-        }
+        appendPayload(&out, payload)
         if let msgId {
             out.append(contentsOf: #","msgId":"#.utf8)
             appendString(&out, bytes: msgId)
@@ -122,12 +112,7 @@ public enum ServerFrameEncoder {
     public static func gap(channel: ChannelName, _ gap: Gap) -> [UInt8] {
         var out = Array(#"{"type":"gap","channel":"#.utf8)
         appendString(&out, channel.value)
-        out.append(contentsOf: #","from":"#.utf8)
-        appendInteger(&out, gap.from)
-        out.append(contentsOf: #","to":"#.utf8)
-        appendInteger(&out, gap.to)
-        out.append(contentsOf: #","reason":"#.utf8)
-        appendString(&out, gap.reason)
+        appendGapMembers(&out, gap)
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -146,13 +131,32 @@ public enum ServerFrameEncoder {
     }
 
     private static func appendGap(_ out: inout [UInt8], _ gap: Gap) {
-        out.append(contentsOf: #"{"from":"#.utf8)
+        out.append(UInt8(ascii: "{"))
+        appendGapMembers(&out, gap, leadingComma: false)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    private static func appendGapMembers(_ out: inout [UInt8], _ gap: Gap, leadingComma: Bool = true) {
+        if leadingComma { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: #""from":"#.utf8)
         appendInteger(&out, gap.from)
         out.append(contentsOf: #","to":"#.utf8)
         appendInteger(&out, gap.to)
         out.append(contentsOf: #","reason":"#.utf8)
         appendString(&out, gap.reason)
-        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Appends `,"data":<json>` or `,"data_b64":"<base64>"`.
+    static func appendPayload(_ out: inout [UInt8], _ payload: RecordPayload) {
+        switch payload {
+        case .json(let bytes):
+            out.append(contentsOf: #","data":"#.utf8)
+            out.append(contentsOf: bytes)
+        case .binary(let bytes):
+            out.append(contentsOf: #","data_b64":""#.utf8)
+            out.append(contentsOf: Base64.encode(bytes))
+            out.append(UInt8(ascii: "\""))
+        }
     }
 
     static func appendInteger(_ out: inout [UInt8], _ value: Int64) {

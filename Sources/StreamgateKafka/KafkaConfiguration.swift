@@ -15,6 +15,20 @@ public struct KafkaConfiguration: Sendable {
         set { properties[key] = newValue }
     }
 
+    /// This configuration for a consumer that is only ever assigned partitions at explicit offsets: no group,
+    /// no commits, no topic creation, and `auto.offset.reset=error` so that a position outside the
+    /// retained log is reported, never skipped.
+    func forAssignedReading() -> KafkaConfiguration {
+        var configuration = self
+        configuration["enable.auto.commit"] = "false"
+        configuration["enable.auto.offset.store"] = "false"
+        configuration["auto.offset.reset"] = "error"
+        configuration["enable.partition.eof"] = "true"
+        configuration["allow.auto.create.topics"] = "false"
+        if configuration["group.id"] == nil { configuration["group.id"] = "streamgate-assigned-reader" }
+        return configuration
+    }
+
     /// Builds a librdkafka configuration object. The caller owns the result until it is passed to `rd_kafka_new`.
     func makeNative() throws -> OpaquePointer {
         guard let conf = rd_kafka_conf_new() else { throw KafkaError.invalidArgument("rd_kafka_conf_new failed") }

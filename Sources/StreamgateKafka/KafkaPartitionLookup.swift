@@ -12,13 +12,7 @@ public final class KafkaPartitionLookup: @unchecked Sendable {
     private let lock = NSLock()
 
     public init(configuration: KafkaConfiguration) throws {
-        var configuration = configuration
-        configuration["enable.auto.commit"] = "false"
-        configuration["auto.offset.reset"] = "error"
-        configuration["enable.partition.eof"] = "true"
-        configuration["allow.auto.create.topics"] = "false"
-        if configuration["group.id"] == nil { configuration["group.id"] = "streamgate-lookup-unused" }
-        let conf = try configuration.makeNative()
+        let conf = try configuration.forAssignedReading().makeNative()
         rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_ERROR))
         self.handle = try makeKafkaHandle(type: RD_KAFKA_CONSUMER, conf: conf)
         rd_kafka_poll_set_consumer(handle)

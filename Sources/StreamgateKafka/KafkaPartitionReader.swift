@@ -29,14 +29,8 @@ public final class KafkaPartitionReader: @unchecked Sendable {
     ///   - handler: called on the reader thread for every event.
     public init(configuration: KafkaConfiguration, name: String, batchSize: Int = 1024, logger: Logger,
                 handler: @escaping Handler) throws {
-        var configuration = configuration
-        configuration["enable.auto.commit"] = "false"
-        configuration["enable.auto.offset.store"] = "false"
-        configuration["auto.offset.reset"] = "error"
-        configuration["enable.partition.eof"] = "true"
-        configuration["allow.auto.create.topics"] = "false"
+        var configuration = configuration.forAssignedReading()
         configuration["log.queue"] = "true"
-        if configuration["group.id"] == nil { configuration["group.id"] = "streamgate-reader-unused" }
         let conf = try configuration.makeNative()
         rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
         self.handle = try makeKafkaHandle(type: RD_KAFKA_CONSUMER, conf: conf)
