@@ -59,6 +59,15 @@ final class DeliveryHub: Sendable {
         }
     }
 
+    /// The live reader's view of a partition's watermarks from its last fetch; `nil` when it does not follow
+    /// the partition (yet).
+    func cachedWatermarks(_ location: TopicPartition) -> (low: Int64, high: Int64)? {
+        guard let live = readers.withLockedValue({ $0?.live }),
+            existingSlot(topic: location.topic, partition: location.partition)?.fanout.withLockedValue({ $0.liveNext != nil }) == true
+        else { return nil }
+        return live.cachedWatermarks(topic: location.topic, partition: location.partition)
+    }
+
     /// Stops both readers. Blocking.
     func shutdown() {
         guard let (live, sweep) = readers.withLockedValue({ readers in defer { readers = nil }; return readers }) else {

@@ -36,8 +36,9 @@ final class KafkaBackend: Sendable {
         self.producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         kafka["fetch.error.backoff.ms"] = kafka["fetch.error.backoff.ms"] ?? "100"
         self.lookup = try KafkaPartitionLookup(configuration: kafka)
-        self.resolver = StartResolver(lookup: lookup)
-        self.hub = try DeliveryHub(configuration: kafka, lookup: lookup, logger: logger)
+        let hub = try DeliveryHub(configuration: kafka, lookup: lookup, logger: logger)
+        self.hub = hub
+        self.resolver = StartResolver(lookup: lookup, cachedWatermarks: { hub.cachedWatermarks($0) })
     }
 
     /// The partition count of `topic`, cached once known. Blocking on the first call.

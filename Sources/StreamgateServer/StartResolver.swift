@@ -10,14 +10,26 @@ struct StartResolution: Sendable, Equatable {
 }
 
 /// Turns a ``StartPosition`` into a ``StartResolution`` with blocking look-ups. Run off event loops.
+///
+/// Watermarks come from the live reader's last fetch when it follows the partition (no request: a
+/// thousand clients resuming at once cost no thousand round trips); a position outside them, which
+/// would become a gap, is always checked against the broker first.
 struct StartResolver: Sendable {
     let lookup: KafkaPartitionLookup
+    /// The live reader's watermarks of a partition, when it has fetched it.
+    let cachedWatermarks: @Sendable (TopicPartition) -> (low: Int64, high: Int64)?
     /// Bound on each look-up.
     var timeoutMilliseconds: Int32 = 5000
 
     func resolve(_ start: StartPosition, in location: TopicPartition) throws -> StartResolution {
-        let (low, high) = try lookup.watermarks(topic: location.topic, partition: location.partition,
-                                                timeoutMilliseconds: timeoutMilliseconds)
+        var watermarks = cachedWatermarks(location)
+        switch (start, watermarks) {
+        case (.offset(let offset, nil), let (low, high)?) where offset >= low && offset <= high: break
+        case (.latest, _?), (.earliest, _?): break
+        default: watermarks = nil
+        }
+        let (low, high) = try watermarks
+            ?? lookup.watermarks(topic: location.topic, partition: location.partition, timeoutMilliseconds: timeoutMilliseconds)
         switch start {
         case .latest:
             return StartResolution(next: high, head: high, gap: nil)
