@@ -26,10 +26,7 @@ final class DeliveryHub: Sendable {
     init(configuration: KafkaConfiguration, lookup: KafkaPartitionLookup, logger: Logger) throws {
         self.lookup = lookup
         self.logger = logger
-        var readerConfiguration = configuration
-        // Real brokers answer a fetch as soon as data arrives; the development cluster only after this wait,
-        // so it bounds delivery latency there. 10 ms costs an idle broker about 100 small requests a second.
-        readerConfiguration["fetch.wait.max.ms"] = readerConfiguration["fetch.wait.max.ms"] ?? "10"
+        let readerConfiguration = configuration
         let live = try KafkaPartitionReader(configuration: readerConfiguration, name: "kafka-live", logger: logger) {
             [unowned self] event in self.handle(event, sweep: false)
         }
