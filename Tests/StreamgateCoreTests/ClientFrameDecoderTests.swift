@@ -90,3 +90,20 @@ import Testing
         for bytes in invalid { #expect(!bytes.withUnsafeBytes { UTF8Validation.isValid($0) }) }
     }
 }
+
+@Suite struct AuditLineEncoderTests {
+    @Test func keepsEachRecordOnOneLine() throws {
+        let value = Array("{\n  \"a\": \"x\\ny\",\r\n  \"b\": 1\n}".utf8)
+        let line = value.withUnsafeBytes { value in
+            Array("doc:1".utf8).withUnsafeBytes { channel in
+                AuditLineEncoder.line(channel: channel, partition: 2, offset: 7, timestamp: 9,
+                                      headers: [("content-type", Array("application/json".utf8))], payload: .json(value))
+            }
+        }
+        #expect(!line.contains(0x0a) && !line.contains(0x0d))
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(text.hasPrefix(#"{"channel":"doc:1","partition":2,"offset":7,"ts":9,"headers":{"content-type":"application/json"},"data":{"#))
+        #expect(text.contains(#""a": "x\ny""#))
+        #expect(line.withUnsafeBytes { JSONScanner.isValid($0) })
+    }
+}
