@@ -26,6 +26,9 @@ public struct KafkaConfiguration: Sendable {
         configuration["enable.partition.eof"] = "true"
         configuration["allow.auto.create.topics"] = "false"
         if configuration["group.id"] == nil { configuration["group.id"] = "streamgate-assigned-reader" }
+        // A reader's warnings are about topics it was told to read (auto-creation notices and the like) and
+        // arrive on librdkafka's own logger; its errors reach the handler as events anyway.
+        if configuration["log_level"] == nil { configuration["log_level"] = "3" }
         return configuration
     }
 

@@ -29,14 +29,11 @@ public final class KafkaPartitionReader: @unchecked Sendable {
     ///   - handler: called on the reader thread for every event.
     public init(configuration: KafkaConfiguration, name: String, batchSize: Int = 1024, logger: Logger,
                 handler: @escaping Handler) throws {
-        var configuration = configuration.forAssignedReading()
-        configuration["log.queue"] = "true"
-        let conf = try configuration.makeNative()
-        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
+        let conf = try configuration.forAssignedReading().makeNative()
+        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_ERROR))
         self.handle = try makeKafkaHandle(type: RD_KAFKA_CONSUMER, conf: conf)
         rd_kafka_poll_set_consumer(handle)
         self.queue = rd_kafka_queue_get_consumer(handle)
-        rd_kafka_set_log_queue(handle, queue)
         self.logger = logger
         self.handler = handler
         self.batchSize = batchSize
