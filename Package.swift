@@ -89,6 +89,20 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "StreamgateClientTests",
+            dependencies: [
+                "StreamgateClient",
+                "StreamgateCore",
+                "StreamgateServer",
+                "StreamgateKafka",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "StreamgateIntegrationTests",
             dependencies: [
                 "StreamgateServer",

@@ -21,6 +21,14 @@ public final class KafkaPartitionReader: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private var topicNames: [UInt: String] = [:]
+    private let commands = Mutex<[Reposition]>([])
+    /// Reader thread only: the partitions it reads, with the generation of their last reposition.
+    private var assigned: [PartitionKey: UInt64] = [:]
+
+    private struct PartitionKey: Hashable {
+        var topic: String
+        var partition: Int32
+    }
 
     /// - Parameters:
     ///   - configuration: bootstrap servers and tuning; the reader sets the properties its semantics rely on.
@@ -42,27 +50,22 @@ public final class KafkaPartitionReader: @unchecked Sendable {
         thread.start()
     }
 
-    /// Starts reading `partition` of `topic` at `offset` (an absolute offset).
-    public func assign(topic: String, partition: Int32, offset: Int64) throws {
-        try withPartitionList(topic: topic, partition: partition, offset: offset) { list in
-            try check(rd_kafka_incremental_assign(handle, list))
-        }
+    /// A change of what the reader reads, carried out by the reader thread between two batches.
+    struct Reposition {
+        var topic: String
+        var partition: Int32
+        /// `nil` stops reading the partition.
+        var offset: Int64?
+        var generation: UInt64
     }
 
-    /// Stops reading `partition` of `topic`; records already fetched for it are purged.
-    public func unassign(topic: String, partition: Int32) throws {
-        try withPartitionList(topic: topic, partition: partition, offset: Int64(RD_KAFKA_OFFSET_INVALID)) { list in
-            try check(rd_kafka_incremental_unassign(handle, list))
-        }
-    }
-
-    /// Moves an assigned partition to `offset`; prefetched records are purged.
-    public func seek(topic: String, partition: Int32, offset: Int64) throws {
-        try withPartitionList(topic: topic, partition: partition, offset: offset) { list in
-            try check(rd_kafka_seek_partitions(handle, list, 5000))
-            let err = list.pointee.elems.pointee.err
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
-        }
+    /// Asks the reader to (re)start `partition` of `topic` at `offset`, or to stop reading it when `offset` is
+    /// `nil`. Returns at once; the reader thread carries it out before it takes its next batch, so no record
+    /// fetched for the old position is handed over after it. Every later event of that partition carries
+    /// `generation`, which lets the caller tell those events from earlier ones.
+    public func reposition(topic: String, partition: Int32, offset: Int64?, generation: UInt64) {
+        commands.withLock { $0.append(Reposition(topic: topic, partition: partition, offset: offset, generation: generation)) }
+        rd_kafka_queue_yield(queue)
     }
 
     /// The low and high watermarks last seen in fetch responses (no request). `nil` when not known yet.
@@ -89,6 +92,7 @@ public final class KafkaPartitionReader: @unchecked Sendable {
     private func run() {
         var batch = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: batchSize)
         while !stopped.load(ordering: .acquiring) {
+            runCommands()
             guard let first = rd_kafka_consume_queue(queue, 1000) else { continue }
             dispatch(first)
             rd_kafka_message_destroy(first)
@@ -108,10 +112,39 @@ public final class KafkaPartitionReader: @unchecked Sendable {
         finished.signal()
     }
 
+    private func runCommands() {
+        let pending = commands.withLock { commands in
+            defer { commands.removeAll() }
+            return commands
+        }
+        for command in pending {
+            let key = PartitionKey(topic: command.topic, partition: command.partition)
+            do {
+                if assigned.removeValue(forKey: key) != nil {
+                    try withPartitionList(topic: key.topic, partition: key.partition, offset: Int64(RD_KAFKA_OFFSET_INVALID)) {
+                        try check(rd_kafka_incremental_unassign(handle, $0))
+                    }
+                }
+                if let offset = command.offset {
+                    try withPartitionList(topic: key.topic, partition: key.partition, offset: offset) {
+                        try check(rd_kafka_incremental_assign(handle, $0))
+                    }
+                    assigned[key] = command.generation
+                }
+            } catch {
+                logger.error("reader reposition failed", metadata: [
+                    "kafka.topic": "\(key.topic)", "kafka.partition": "\(key.partition)", "kafka.error": "\(error)",
+                ])
+            }
+        }
+    }
+
     private func dispatch(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
         let err = message.pointee.err
         if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            handler(.record(KafkaRecordView(message: message, topic: topicName(message))))
+            let topic = topicName(message)
+            let generation = assigned[PartitionKey(topic: topic, partition: message.pointee.partition)] ?? 0
+            handler(.record(KafkaRecordView(message: message, topic: topic, generation: generation)))
             return
         }
         guard message.pointee.rkt != nil else {
@@ -119,11 +152,13 @@ public final class KafkaPartitionReader: @unchecked Sendable {
             return
         }
         let topic = topicName(message)
+        let partition = message.pointee.partition
+        let generation = assigned[PartitionKey(topic: topic, partition: partition)] ?? 0
         if err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-            handler(.endOfPartition(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+            handler(.endOfPartition(topic: topic, partition: partition, offset: message.pointee.offset, generation: generation))
         } else {
-            handler(.partitionError(topic: topic, partition: message.pointee.partition, offset: message.pointee.offset,
-                                    error: KafkaError(err, message: errorText(message))))
+            handler(.partitionError(topic: topic, partition: partition, offset: message.pointee.offset,
+                                    error: KafkaError(err, message: errorText(message)), generation: generation))
         }
     }
 

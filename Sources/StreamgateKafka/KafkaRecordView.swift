@@ -8,6 +8,8 @@ public struct KafkaRecordView {
     let message: UnsafeMutablePointer<rd_kafka_message_t>
     /// The topic's name (cached per topic handle by the reader).
     public let topic: String
+    /// The generation of the partition's last reposition (``KafkaPartitionReader/reposition``); 0 elsewhere.
+    public var generation: UInt64 = 0
 
     public var partition: Int32 { message.pointee.partition }
     public var offset: Int64 { message.pointee.offset }
@@ -37,9 +39,9 @@ public enum KafkaReaderEvent {
     /// The next record of an assigned partition.
     case record(KafkaRecordView)
     /// The reader reached the end of an assigned partition; `offset` is the next offset to be written.
-    case endOfPartition(topic: String, partition: Int32, offset: Int64)
+    case endOfPartition(topic: String, partition: Int32, offset: Int64, generation: UInt64)
     /// A partition-level failure, e.g. its position fell out of the retained log (`isOffsetOutOfRange`).
-    case partitionError(topic: String, partition: Int32, offset: Int64, error: KafkaError)
+    case partitionError(topic: String, partition: Int32, offset: Int64, error: KafkaError, generation: UInt64)
     /// A client-level failure (brokers down, ...). librdkafka keeps retrying.
     case clientError(KafkaError)
     /// The end of one polled batch: a good moment to flush what the records produced.

@@ -13,9 +13,19 @@ import StreamgateKafka
 final class DeliveryHub: Sendable {
     typealias Fanout = PartitionFanout<Subscription>
 
-    private final class Slot: Sendable {
-        let fanout = NIOLockedValueBox(Fanout())
+    /// A partition's state machine, and the generation of each reader's last reposition of it: events of an
+    /// older generation were fetched for a position the state machine has left, and are dropped.
+    private struct PartitionState {
+        var fanout = Fanout()
+        var liveGeneration: UInt64 = 0
+        var sweepGeneration: UInt64 = 0
     }
+
+    private final class Slot: Sendable {
+        let state = NIOLockedValueBox(PartitionState())
+    }
+
+    private let generations = ProcessCounter()
 
     private let slots = NIOLockedValueBox([TopicPartition: Slot]())
     private let readers = NIOLockedValueBox<(live: KafkaPartitionReader, sweep: KafkaPartitionReader)?>(nil)
@@ -40,19 +50,19 @@ final class DeliveryHub: Sendable {
     /// precedes every record. Blocking (reader assignment); run off event loops.
     func subscribe(_ subscription: Subscription, resolution: StartResolution, subscribedFrame: [UInt8]) {
         let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
-        slot(location).fanout.withLockedValue { fanout in
+        slot(location).state.withLockedValue { state in
             subscription.outbox.enqueue(bytes: subscribedFrame)
-            let actions = fanout.subscribe(subscription, channel: subscription.channel.value,
-                                           next: resolution.next, head: resolution.head)
-            perform(actions, location)
+            let actions = state.fanout.subscribe(subscription, channel: subscription.channel.value,
+                                                 next: resolution.next, head: resolution.head)
+            perform(actions, location, &state)
         }
     }
 
     /// Removes `subscription`; after this returns no record is queued for it. Blocking; run off event loops.
     func unsubscribe(_ subscription: Subscription) {
         let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
-        slot(location).fanout.withLockedValue { fanout in
-            perform(fanout.unsubscribe(subscription, channel: subscription.channel.value), location)
+        slot(location).state.withLockedValue { state in
+            perform(state.fanout.unsubscribe(subscription, channel: subscription.channel.value), location, &state)
         }
     }
 
@@ -60,7 +70,7 @@ final class DeliveryHub: Sendable {
     /// the partition (yet).
     func cachedWatermarks(_ location: TopicPartition) -> (low: Int64, high: Int64)? {
         guard let live = readers.withLockedValue({ $0?.live }),
-            existingSlot(topic: location.topic, partition: location.partition)?.fanout.withLockedValue({ $0.liveNext != nil }) == true
+            existingSlot(topic: location.topic, partition: location.partition)?.state.withLockedValue({ $0.fanout.liveNext != nil }) == true
         else { return nil }
         return live.cachedWatermarks(topic: location.topic, partition: location.partition)
     }
@@ -95,27 +105,30 @@ final class DeliveryHub: Sendable {
             guard let slot = existingSlot(topic: record.topic, partition: record.partition) else { return }
             let channel = String(decoding: record.key, as: UTF8.self)
             var frame: ByteBuffer?
-            slot.fanout.withLockedValue { fanout in
+            slot.state.withLockedValue { state in
+                guard record.generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
                 let deliver = { (subscription: Subscription) in
                     if frame == nil { frame = self.allocator.buffer(bytes: RecordFrame.encode(record)) }
                     subscription.outbox.enqueue(frame!)
                 }
                 if sweep {
-                    fanout.sweepRecord(channel: channel, offset: record.offset, deliver: deliver)
+                    state.fanout.sweepRecord(channel: channel, offset: record.offset, deliver: deliver)
                 } else {
-                    fanout.liveRecord(channel: channel, offset: record.offset, deliver: deliver)
+                    state.fanout.liveRecord(channel: channel, offset: record.offset, deliver: deliver)
                 }
             }
-        case .endOfPartition(let topic, let partition, let offset):
+        case .endOfPartition(let topic, let partition, let offset, let generation):
             guard let slot = existingSlot(topic: topic, partition: partition) else { return }
             let location = TopicPartition(topic: topic, partition: partition)
-            slot.fanout.withLockedValue { fanout in
-                perform(sweep ? fanout.sweepReachedEnd(offset: offset) : fanout.liveReachedEnd(offset: offset), location)
+            slot.state.withLockedValue { state in
+                guard generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
+                let actions = sweep ? state.fanout.sweepReachedEnd(offset: offset) : state.fanout.liveReachedEnd(offset: offset)
+                perform(actions, location, &state)
             }
-        case .partitionError(let topic, let partition, let offset, let error):
+        case .partitionError(let topic, let partition, let offset, let error, let generation):
             let location = TopicPartition(topic: topic, partition: partition)
             if error.isOffsetOutOfRange {
-                outOfRange(location, sweep: sweep)
+                outOfRange(location, sweep: sweep, generation: generation)
             } else {
                 logger.warning("partition read error", metadata: [
                     "kafka.topic": "\(topic)", "kafka.partition": "\(partition)", "kafka.offset": "\(offset)",
@@ -128,16 +141,16 @@ final class DeliveryHub: Sendable {
             guard sweep else { return }
             let locations = slots.withLockedValue { Array($0) }
             for (location, slot) in locations {
-                slot.fanout.withLockedValue { fanout in
-                    guard fanout.sweepNext != nil else { return }
-                    perform(fanout.sweepBatchEnded(), location)
+                slot.state.withLockedValue { state in
+                    guard state.fanout.sweepNext != nil else { return }
+                    perform(state.fanout.sweepBatchEnded(), location, &state)
                 }
             }
         }
     }
 
     /// A reader fell out of the retained log: announce the gap to whoever it fed, and move on from the log start.
-    private func outOfRange(_ location: TopicPartition, sweep: Bool) {
+    private func outOfRange(_ location: TopicPartition, sweep: Bool, generation: UInt64) {
         guard let slot = existingSlot(topic: location.topic, partition: location.partition) else { return }
         let low: Int64
         do {
@@ -149,41 +162,35 @@ final class DeliveryHub: Sendable {
         logger.notice("retention overtook a reader; announcing gaps", metadata: [
             "kafka.topic": "\(location.topic)", "kafka.partition": "\(location.partition)", "kafka.low": "\(low)",
         ])
-        slot.fanout.withLockedValue { fanout in
-            let actions = fanout.readerOutOfRange(sweep: sweep, logStart: low) { subscription, _, from, to in
+        slot.state.withLockedValue { state in
+            guard generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
+            let actions = state.fanout.readerOutOfRange(sweep: sweep, logStart: low) { subscription, _, from, to in
                 subscription.outbox.enqueue(
                     bytes: ServerFrameEncoder.gap(channel: subscription.channel, .init(from: from, to: to, reason: "retention")))
             }
-            perform(actions, location)
+            perform(actions, location, &state)
         }
     }
 
-    /// Carries out the state machine's reader actions. Called with the partition's lock held.
-    private func perform(_ actions: [Fanout.Action], _ location: TopicPartition) {
+    /// Hands the state machine's reader actions to the readers, each under a new generation. Called with the
+    /// partition's lock held, so the generations change in the order the actions were decided.
+    private func perform(_ actions: [Fanout.Action], _ location: TopicPartition, _ state: inout PartitionState) {
         guard !actions.isEmpty, let (live, sweep) = readers.withLockedValue({ $0 }) else { return }
         for action in actions {
-            do {
-                switch action {
-                case .startLive(let offset):
-                    try live.assign(topic: location.topic, partition: location.partition, offset: offset)
-                case .stopLive:
-                    try live.unassign(topic: location.topic, partition: location.partition)
-                case .seekLive(let offset):
-                    try live.unassign(topic: location.topic, partition: location.partition)
-                    try live.assign(topic: location.topic, partition: location.partition, offset: offset)
-                case .startSweep(let offset):
-                    try sweep.assign(topic: location.topic, partition: location.partition, offset: offset)
-                case .seekSweep(let offset):
-                    try sweep.unassign(topic: location.topic, partition: location.partition)
-                    try sweep.assign(topic: location.topic, partition: location.partition, offset: offset)
-                case .stopSweep:
-                    try sweep.unassign(topic: location.topic, partition: location.partition)
-                }
-            } catch {
-                logger.error("reader action failed", metadata: [
-                    "action": "\(action)", "kafka.topic": "\(location.topic)", "kafka.partition": "\(location.partition)",
-                    "kafka.error": "\(error)",
-                ])
+            let generation = generations.next()
+            switch action {
+            case .startLive(let offset), .seekLive(let offset):
+                state.liveGeneration = generation
+                live.reposition(topic: location.topic, partition: location.partition, offset: offset, generation: generation)
+            case .stopLive:
+                state.liveGeneration = generation
+                live.reposition(topic: location.topic, partition: location.partition, offset: nil, generation: generation)
+            case .startSweep(let offset), .seekSweep(let offset):
+                state.sweepGeneration = generation
+                sweep.reposition(topic: location.topic, partition: location.partition, offset: offset, generation: generation)
+            case .stopSweep:
+                state.sweepGeneration = generation
+                sweep.reposition(topic: location.topic, partition: location.partition, offset: nil, generation: generation)
             }
         }
     }

@@ -96,19 +96,18 @@ import Testing
             let reader = try KafkaPartitionReader(configuration: configuration, name: "test-reader", logger: logger) { event in
                 switch event {
                 case .record(let record): events.withLockedValue { $0.append("r\(record.offset)") }
-                case .endOfPartition(_, _, let offset): events.withLockedValue { $0.append("eof\(offset)") }
-                case .partitionError(_, _, _, let error): events.withLockedValue { $0.append("err:\(error.isOffsetOutOfRange)") }
+                case .endOfPartition(_, _, let offset, _): events.withLockedValue { $0.append("eof\(offset)") }
+                case .partitionError(_, _, _, let error, _): events.withLockedValue { $0.append("err:\(error.isOffsetOutOfRange)") }
                 default: break
                 }
             }
             defer { reader.shutdown() }
-            try reader.assign(topic: "t", partition: 0, offset: 1)
+            reader.reposition(topic: "t", partition: 0, offset: 1, generation: 1)
             try wait { events.withLockedValue { $0.contains("eof3") } }
             _ = try produce(producer, key: "k", values: ["4"])
             try wait { events.withLockedValue { $0.contains("r3") } }
             #expect(events.withLockedValue { $0.filter { $0.hasPrefix("r") } } == ["r1", "r2", "r3"])
-            try reader.unassign(topic: "t", partition: 0)
-            try reader.assign(topic: "t", partition: 0, offset: 50)
+            reader.reposition(topic: "t", partition: 0, offset: 50, generation: 2)
             try wait { events.withLockedValue { $0.contains("err:true") } }
         }
     }
