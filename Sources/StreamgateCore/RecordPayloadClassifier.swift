@@ -13,16 +13,29 @@ public enum RecordPayloadClassifier {
         return .binary(value)
     }
 
-    /// `application/json`, with parameters, or any `+json` type.
+    /// `application/json`, with parameters, or any `+json` type; compared as bytes, without allocating.
     static func isJSONContentType(_ value: UnsafeRawBufferPointer) -> Bool {
-        let text = String(decoding: value, as: UTF8.self).lowercased()
-        let essence = text.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces() } ?? ""
-        return essence == "application/json" || essence.hasSuffix("+json")
+        var end = value.firstIndex(of: UInt8(ascii: ";")) ?? value.count
+        var start = 0
+        while start < end, value[start] == UInt8(ascii: " ") { start += 1 }
+        while end > start, value[end - 1] == UInt8(ascii: " ") { end -= 1 }
+        let essence = UnsafeRawBufferPointer(rebasing: value[start..<end])
+        return equalsIgnoringCase(essence, "application/json") || hasSuffixIgnoringCase(essence, "+json")
     }
-}
 
-extension Substring {
-    fileprivate func trimmingSpaces() -> String {
-        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    private static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ ascii: StaticString) -> Bool {
+        bytes.count == ascii.utf8CodeUnitCount && hasSuffixIgnoringCase(bytes, ascii)
+    }
+
+    private static func hasSuffixIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ ascii: StaticString) -> Bool {
+        let count = ascii.utf8CodeUnitCount
+        guard bytes.count >= count else { return false }
+        let base = bytes.count - count
+        for index in 0..<count {
+            let byte = bytes[base + index]
+            let lower = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            if lower != ascii.utf8Start[index] { return false }
+        }
+        return true
     }
 }

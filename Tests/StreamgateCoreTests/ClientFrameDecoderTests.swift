@@ -107,3 +107,29 @@ import Testing
         #expect(line.withUnsafeBytes { JSONScanner.isValid($0) })
     }
 }
+
+@Suite struct RecordPayloadClassifierTests {
+    private func classify(_ value: String, _ contentType: String?) -> String {
+        Array(value.utf8).withUnsafeBytes { value in
+            let run = { (type: UnsafeRawBufferPointer?) -> String in
+                switch RecordPayloadClassifier.classify(value: value, contentType: type) {
+                case .json: "json"
+                case .binary: "binary"
+                }
+            }
+            guard let contentType else { return run(nil) }
+            return Array(contentType.utf8).withUnsafeBytes { run($0) }
+        }
+    }
+
+    @Test func followsContentTypeAndValidity() {
+        #expect(classify(#"{"a":1}"#, nil) == "json")
+        #expect(classify("not json", nil) == "binary")
+        #expect(classify(#"{"a":1}"#, "application/json") == "json")
+        #expect(classify(#"{"a":1}"#, " Application/JSON ; charset=utf-8") == "json")
+        #expect(classify(#"{"a":1}"#, "application/cloudevents+json") == "json")
+        #expect(classify(#"{"a":1}"#, "application/octet-stream") == "binary")
+        #expect(classify("{broken", "application/json") == "binary")
+        #expect(classify("", nil) == "binary")
+    }
+}
