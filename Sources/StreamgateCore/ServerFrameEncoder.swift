@@ -159,8 +159,16 @@ public enum ServerFrameEncoder {
         }
     }
 
+    /// Decimal digits, written without an intermediate string (this runs for every delivered record).
     static func appendInteger(_ out: inout [UInt8], _ value: Int64) {
-        out.append(contentsOf: String(value).utf8)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let start = out.count
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        out[start...].reverse()
     }
 
     static func appendString(_ out: inout [UInt8], _ string: String) {

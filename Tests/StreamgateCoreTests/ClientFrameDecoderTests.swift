@@ -133,3 +133,22 @@ import Testing
         #expect(classify("", nil) == "binary")
     }
 }
+
+@Suite struct ServerFrameEncoderTests {
+    @Test func framesAreValidJSON() throws {
+        let channel = try #require(ChannelName("doc:42"))
+        let frames: [[UInt8]] = [
+            ServerFrameEncoder.ack(id: RequestID(json: Array("7".utf8)), channel: channel, partition: 3, offset: 131),
+            ServerFrameEncoder.ack(id: nil, channel: channel, partition: 0, offset: nil),
+            ServerFrameEncoder.nack(id: nil, code: .kafkaUnavailable, message: "line\nbreak \"quoted\"", persisted: "unknown"),
+            ServerFrameEncoder.subscribed(id: nil, channel: channel, partition: 1, offset: 0, head: Int64.max,
+                                          gap: .init(from: -1, to: 9_000_000_000, reason: "retention")),
+            ServerFrameEncoder.gap(channel: channel, .init(from: 5, to: 10, reason: "retention")),
+        ]
+        for frame in frames { #expect(frame.withUnsafeBytes { JSONScanner.isValid($0) }) }
+        let subscribed = String(decoding: frames[3], as: UTF8.self)
+        #expect(subscribed.contains(#""head":9223372036854775807,"recovered":false,"gap":{"from":-1,"to":9000000000,"reason":"retention"}"#))
+        #expect(String(decoding: frames[0], as: UTF8.self)
+            == #"{"type":"ack","id":7,"channel":"doc:42","partition":3,"offset":131}"#)
+    }
+}
