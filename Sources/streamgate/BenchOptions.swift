@@ -11,10 +11,10 @@ struct BenchOptions: ParsableArguments {
     @Option(help: "Producer linger.ms, for the gateway and the raw baseline alike.") var lingerMs = 1
     @Option(
         help: """
-            Consumer fetch.wait.max.ms for the gateway's readers (via --kafka) and the raw readers. 100 is the gateway's \
+            Consumer fetch.wait.max.ms for the gateway's readers (via --kafka) and the raw readers. 10 is the gateway's \
             default; the dev Kafka answers an empty fetch only after this wait, so it bounds delivery latency there.
             """)
-    var fetchWaitMs = 100
+    var fetchWaitMs = 10
     @Option(help: "Event-loop threads of the load generator (default: the machine's cores).") var clientThreads: Int?
     @Option(help: "Write the JSON report here (default: standard output only gets the table).") var jsonOut: String?
     @Option(help: "Directory for child process logs.") var logDir: String?

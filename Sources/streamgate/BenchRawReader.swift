@@ -93,7 +93,7 @@ enum BenchRawReader {
         return (partition, low, high)
     }
 
-    static func readerConfiguration(_ brokers: String, fetchWaitMs: Int = 100) -> KafkaConfiguration {
+    static func readerConfiguration(_ brokers: String, fetchWaitMs: Int = 10) -> KafkaConfiguration {
         KafkaConfiguration([
             "bootstrap.servers": brokers, "client.id": "streamgate-bench-reader", "log_level": "3",
             "fetch.wait.max.ms": String(fetchWaitMs),
