@@ -178,20 +178,15 @@ final class DeliveryHub: Sendable {
         guard !actions.isEmpty, let (live, sweep) = readers.withLockedValue({ $0 }) else { return }
         for action in actions {
             let generation = generations.next()
+            let (reader, offset): (KafkaPartitionReader, Int64?)
             switch action {
-            case .startLive(let offset), .seekLive(let offset):
-                state.liveGeneration = generation
-                live.reposition(topic: location.topic, partition: location.partition, offset: offset, generation: generation)
-            case .stopLive:
-                state.liveGeneration = generation
-                live.reposition(topic: location.topic, partition: location.partition, offset: nil, generation: generation)
-            case .startSweep(let offset), .seekSweep(let offset):
-                state.sweepGeneration = generation
-                sweep.reposition(topic: location.topic, partition: location.partition, offset: offset, generation: generation)
-            case .stopSweep:
-                state.sweepGeneration = generation
-                sweep.reposition(topic: location.topic, partition: location.partition, offset: nil, generation: generation)
+            case .startLive(let at), .seekLive(let at): (reader, offset) = (live, at)
+            case .stopLive: (reader, offset) = (live, nil)
+            case .startSweep(let at), .seekSweep(let at): (reader, offset) = (sweep, at)
+            case .stopSweep: (reader, offset) = (sweep, nil)
             }
+            if reader === live { state.liveGeneration = generation } else { state.sweepGeneration = generation }
+            reader.reposition(topic: location.topic, partition: location.partition, offset: offset, generation: generation)
         }
     }
 }
