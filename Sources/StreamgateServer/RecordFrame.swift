@@ -1,6 +1,12 @@
 import StreamgateCore
 import StreamgateKafka
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Encodes a consumed record as a `message` frame, once, for every subscriber of its channel.
 enum RecordFrame {
     /// Builds the frame's JSON text from a borrowed record.
@@ -42,9 +48,3 @@ enum RecordFrame {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

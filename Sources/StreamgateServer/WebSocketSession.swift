@@ -46,6 +46,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private var readingPaused = false
     private var draining = false
     private var closing = false
+    private var tornDown = false
     private var logger: Logger
 
     init(environment: SessionEnvironment, connectionID: String, boundChannel: ChannelName?, boundStart: StartPosition) {
@@ -357,8 +358,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
     }
 
+    /// Runs once, from `channelInactive` or `handlerRemoved`, whichever comes first.
     private func tearDown() {
-        guard outbox != nil else { return }
+        guard !tornDown, outbox != nil else { return }
+        tornDown = true
         outbox.close()
         environment.registry.remove(ObjectIdentifier(self))
         let subscriptions = entries.values.compactMap { entry -> Subscription? in

@@ -9,7 +9,7 @@ import time
 from checks import (Pub, ack_order_checks, check_stream, make_pub, publish_many, strip, subscribe,
                     verify_acked, wait_delivered)
 import kafkatools
-from harness import CaseError, Ctx, now_ms
+from harness import CaseError, Ctx, now_ms, settle
 
 
 async def case_drain(ctx: Ctx):
@@ -44,11 +44,7 @@ async def case_drain(ctx: Ctx):
     await asyncio.wait(futs, timeout=40)
     closes = await asyncio.gather(*(c.wait_closed(30) for c in pubcs + [sub]))
     rc = await srv.proc.wait_exit(30)
-    for f in futs:
-        if not f.done():
-            f.cancel()
-        elif not f.cancelled():
-            f.exception()
+    settle(futs)
     unanswered = [p for p in pubs if p.reply is None]
     ctx.count("unanswered", len(unanswered))
     ctx.expect(not unanswered, f"{len(unanswered)}/{len(pubs)} publishes sent before SIGTERM got neither "
@@ -140,11 +136,7 @@ async def case_outage(ctx: Ctx):
     if pending:
         await asyncio.wait(pending, timeout=max(1.0, 60 - (now_ms() - last_send) / 1000))
     ready = await ready_task
-    for f in futs:
-        if not f.done():
-            f.cancel()
-        elif not f.cancelled():
-            f.exception()
+    settle(futs)
     unanswered = [p for p in pubs if p.reply is None]
     ctx.count("unanswered", len(unanswered))
     ctx.expect(acked_before > 0, "no publish was acked before the outage (test setup)")

@@ -10,7 +10,7 @@ import json
 import time
 
 import kafkatools
-from harness import CaseError, Client, Closed, Ctx, now_ms
+from harness import CaseError, Client, Closed, Ctx, now_ms, settle
 
 
 # --- JSON helpers ----------------------------------------------------------------------
@@ -144,11 +144,7 @@ async def publish_many(client: Client, pubs: list[Pub], window: int, reply_timeo
             await asyncio.sleep(pace)
     if futs:
         await asyncio.wait(futs, timeout=reply_timeout)
-    for f in futs:
-        if not f.done():
-            f.cancel()
-        elif not f.cancelled():
-            f.exception()  # mark retrieved
+    settle(futs)
 
 
 def ack_order_checks(ctx: Ctx, pubs: list[Pub], label: str) -> dict:

@@ -41,6 +41,15 @@ class CaseError(Exception):
     """A case cannot continue: it fails with this message."""
 
 
+def settle(futures) -> None:
+    """Cancels futures still pending and marks the exceptions of finished ones as retrieved."""
+    for f in futures:
+        if not f.done():
+            f.cancel()
+        elif not f.cancelled():
+            f.exception()
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
