@@ -89,6 +89,19 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "StreamgateServerTests",
+            dependencies: [
+                "StreamgateServer",
+                "StreamgateCore",
+                "StreamgateKafka",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "StreamgateClientTests",
             dependencies: [
                 "StreamgateClient",

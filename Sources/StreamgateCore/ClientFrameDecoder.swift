@@ -43,10 +43,13 @@ public struct ClientFrameDecoder: Sendable {
                 let channel = try reader.channel()
                 let payload = try reader.payload(maxBytes: maxPayloadBytes)
                 let msgId = try reader.string("msgId")
-                if let msgId, msgId.isEmpty || msgId.utf8.count > 256 {
-                    throw reader.error("\"msgId\" must be 1 to 256 bytes")
+                if let msgId, !PublishFieldRules.isValidMessageID(msgId) {
+                    throw reader.error("\"msgId\" must be 1 to \(PublishFieldRules.maxMessageIDBytes) bytes with no control characters")
                 }
                 let traceparent = try reader.string("traceparent")
+                if let traceparent, !PublishFieldRules.isValidTraceparent(traceparent) {
+                    throw reader.error("\"traceparent\" must be a W3C trace context: 00-<32 hex>-<16 hex>-<2 hex>, lower case")
+                }
                 return .success(.publish(id: reader.id, channel: channel, payload: payload, msgId: msgId,
                                          traceparent: traceparent))
             default:

@@ -10,6 +10,7 @@ public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let unknownNamespace = ErrorCode("unknown_namespace")
     public static let tooLarge = ErrorCode("too_large")
     public static let rateLimited = ErrorCode("rate_limited")
+    public static let limitExceeded = ErrorCode("limit_exceeded")
     public static let notSubscribed = ErrorCode("not_subscribed")
     public static let alreadySubscribed = ErrorCode("already_subscribed")
     public static let kafkaUnavailable = ErrorCode("kafka_unavailable")
@@ -30,4 +31,13 @@ public enum CloseCode {
     public static let forbidden: UInt16 = 4003
     public static let slowConsumer: UInt16 = 4008
     public static let moved: UInt16 = 4302
+
+    /// Whether a peer may send `code` in a close frame (RFC 6455 §7.4): 1000–1003, 1007–1014 and 3000–4999.
+    /// 1004–1006 and 1015 are reserved for local use and must never be on the wire.
+    public static func isValidReceived(_ code: UInt16) -> Bool {
+        switch code {
+        case 1000...1003, 1007...1014, 3000...4999: true
+        default: false
+        }
+    }
 }

@@ -87,6 +87,12 @@ public final class KafkaPartitionReader: @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
+    /// Whether a reposition or a stop waits: the batch loop yields to it after the batch in hand, so one long
+    /// replay never delays another partition's reposition, a hand-over, or shutdown.
+    private var hasWork: Bool {
+        stopped.load(ordering: .acquiring) || commands.withLock { !$0.isEmpty }
+    }
+
     /// Blocks for the first message (woken at once by one), then takes whatever else is already queued
     /// without waiting: `rd_kafka_consume_batch_queue` alone would wait for a full batch or the time-out.
     private func run() {
@@ -106,7 +112,7 @@ public final class KafkaPartitionReader: @unchecked Sendable {
                     dispatch(message)
                     rd_kafka_message_destroy(message)
                 }
-            } while count == batchSize
+            } while count == batchSize && !hasWork
             handler(.batchEnd)
         }
         finished.signal()

@@ -2,41 +2,71 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 
-/// Frames waiting to be written to one WebSocket connection, from any thread.
+/// Frames waiting to be written to one WebSocket connection, from any thread, with flow control.
 ///
 /// Producers (Kafka reader threads, delivery reports, the connection itself) append; the first append
-/// after a flush schedules one flush on the connection's event loop, which writes everything queued with
-/// a single `flush()` — many frames per system call under load. A connection whose queued bytes pass
-/// the slow-consumer limit is closed with 4008 instead of growing without bound.
+/// after a flush schedules one flush on the connection's event loop, which writes what the socket takes
+/// (while the channel is writable) with a single `flush()` — many frames per system call under load.
+///
+/// Records are *offered*: once `pauseBytes` are queued, an offer is refused and the delivery hub pauses
+/// that subscription where it stopped; when the queue falls below half of that, the paused subscriptions
+/// are handed to `resume` and catch up from Kafka. Memory per connection stays bounded and a client that
+/// reads slowly is paced, never dropped. A client that stops reading — queued output and no write
+/// progress for `stallTimeout` — is reported once through `onStall` (the session closes it with 4008).
 final class ConnectionOutbox: Sendable {
     private struct State {
-        var frames: [ByteBuffer] = []
+        init(now: NIODeadline) { self.lastProgress = now }
+        var frames = CircularBuffer<ByteBuffer>()
         var queuedBytes = 0
         var flushScheduled = false
         var closed = false
+        var paused: [Subscription] = []
+        var lastProgress: NIODeadline
+        var stallCheckScheduled = false
+        var flushing = false
+        var flushAgain = false
     }
 
     private let channel: any Channel
-    private let slowConsumerBytes: Int
-    private let state = NIOLockedValueBox(State())
+    private let pauseBytes: Int
+    private let stallTimeout: TimeAmount
+    private let resume: @Sendable ([Subscription]) -> Void
+    private let onStall: @Sendable () -> Void
+    private let state: NIOLockedValueBox<State>
 
-    init(channel: any Channel, slowConsumerBytes: Int) {
+    /// - Parameters:
+    ///   - pauseBytes: queued bytes at which record offers are refused.
+    ///   - stallTimeout: how long queued output may see no write progress before `onStall`.
+    ///   - resume: called on the event loop with the subscriptions to resume.
+    ///   - onStall: called once on the event loop when the client stopped reading.
+    init(channel: any Channel, pauseBytes: Int, stallTimeout: TimeAmount,
+         resume: @escaping @Sendable ([Subscription]) -> Void, onStall: @escaping @Sendable () -> Void) {
         self.channel = channel
-        self.slowConsumerBytes = slowConsumerBytes
+        self.pauseBytes = pauseBytes
+        self.stallTimeout = stallTimeout
+        self.resume = resume
+        self.onStall = onStall
+        self.state = NIOLockedValueBox(State(now: channel.eventLoop.now))
     }
 
     var eventLoop: any EventLoop { channel.eventLoop }
 
-    /// Queues a text frame. Returns `false` once the outbox is closed.
+    /// Fires `event` into the connection's pipeline, on its event loop.
+    func notify(_ event: any Sendable) {
+        let channel = self.channel
+        channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(event) }
+    }
+
+    /// Bytes queued and not yet handed to the channel.
+    var queuedBytes: Int { state.withLockedValue { $0.queuedBytes } }
+
+    /// Queues a control frame (a reply, a `subscribed`, a gap): always taken while open. Returns `false`
+    /// once the outbox is closed.
     @discardableResult
     func enqueue(_ frame: ByteBuffer) -> Bool {
         let schedule: Bool? = state.withLockedValue { state in
             guard !state.closed else { return nil }
-            state.frames.append(frame)
-            state.queuedBytes += frame.readableBytes
-            guard !state.flushScheduled else { return false }
-            state.flushScheduled = true
-            return true
+            return Self.append(frame, to: &state)
         }
         guard let schedule else { return false }
         if schedule { channel.eventLoop.execute { self.flush() } }
@@ -49,38 +79,107 @@ final class ConnectionOutbox: Sendable {
         enqueue(channel.allocator.buffer(bytes: bytes))
     }
 
-    /// Stops accepting frames; what is queued is still written by a pending flush.
-    func close() {
-        state.withLockedValue { $0.closed = true }
+    /// Offers a record frame for `subscription`. Refused (`false`) when the queue is full or closed; the
+    /// caller then pauses the subscription, and it is handed to `resume` once there is room again.
+    func offer(_ frame: ByteBuffer, for subscription: Subscription) -> Bool {
+        let schedule: Bool? = state.withLockedValue { state in
+            guard !state.closed else { return nil }
+            guard state.queuedBytes < pauseBytes else {
+                state.paused.append(subscription)
+                return nil
+            }
+            return Self.append(frame, to: &state)
+        }
+        guard let schedule else { return false }
+        if schedule { channel.eventLoop.execute { self.flush() } }
+        return true
     }
 
-    /// Writes everything queued. On the event loop.
+    private static func append(_ frame: ByteBuffer, to state: inout State) -> Bool {
+        state.frames.append(frame)
+        state.queuedBytes += frame.readableBytes
+        guard !state.flushScheduled else { return false }
+        state.flushScheduled = true
+        return true
+    }
+
+    /// Stops accepting frames and drops what is queued (a close must not wait behind it).
+    func close() {
+        state.withLockedValue { state in
+            state.closed = true
+            state.frames.removeAll()
+            state.queuedBytes = 0
+            state.paused.removeAll()
+        }
+    }
+
+    /// Writes what the channel takes. On the event loop; also called when the channel becomes writable.
     func flush() {
         channel.eventLoop.preconditionInEventLoop()
-        let (frames, bytes) = state.withLockedValue { state -> ([ByteBuffer], Int) in
-            defer {
-                state.frames.removeAll(keepingCapacity: true)
-                state.queuedBytes = 0
-                state.flushScheduled = false
+        guard channel.isActive else { return }
+        let reentered = state.withLockedValue { state -> Bool in
+            defer { state.flushing = true }
+            state.flushScheduled = false
+            if state.flushing { state.flushAgain = true }
+            return state.flushing
+        }
+        // A writability change fired from inside our own write or flush: the outer call goes round again.
+        guard !reentered else { return }
+        var wrote = false
+        repeat {
+            var wroteThisRound = false
+            // One frame at a time outside the lock: a write can fire writability changes into the pipeline.
+            while channel.isWritable, let frame = state.withLockedValue({ state -> ByteBuffer? in
+                guard let frame = state.frames.popFirst() else { return nil }
+                state.queuedBytes -= frame.readableBytes
+                return frame
+            }) {
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame), promise: nil)
+                wroteThisRound = true
             }
-            return (state.frames, state.queuedBytes)
+            if wroteThisRound { channel.flush() }
+            wrote = wrote || wroteThisRound
+        } while state.withLockedValue({ state in
+            defer { state.flushAgain = false }
+            return state.flushAgain
+        })
+        var toResume: [Subscription] = []
+        let now = channel.eventLoop.now
+        let checkStall = state.withLockedValue { state -> Bool in
+            state.flushing = false
+            if wrote || state.frames.isEmpty { state.lastProgress = now }
+            if !state.paused.isEmpty, state.queuedBytes < pauseBytes / 2 {
+                toResume = state.paused
+                state.paused.removeAll()
+            }
+            guard !state.frames.isEmpty, !state.stallCheckScheduled else { return false }
+            state.stallCheckScheduled = true
+            return true
         }
-        guard !frames.isEmpty, channel.isActive else { return }
-        if !channel.isWritable, bytes > 0 {
-            slowConsumer()
-            return
-        }
-        for frame in frames {
-            channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame), promise: nil)
-        }
-        channel.flush()
+        if !toResume.isEmpty { resume(toResume) }
+        if checkStall { scheduleStallCheck(after: stallTimeout) }
     }
 
-    private func slowConsumer() {
-        close()
-        channel.pipeline.fireUserInboundEventTriggered(SlowConsumerEvent())
+    private func scheduleStallCheck(after delay: TimeAmount) {
+        channel.eventLoop.scheduleTask(in: delay) { self.checkStall() }
+    }
+
+    private func checkStall() {
+        let now = channel.eventLoop.now
+        let verdict: (stalled: Bool, recheck: TimeAmount?) = state.withLockedValue { state in
+            guard !state.closed, !state.frames.isEmpty else {
+                state.stallCheckScheduled = false
+                return (false, nil)
+            }
+            let idle = now - state.lastProgress
+            if idle >= stallTimeout { return (true, nil) }
+            return (false, stallTimeout - idle)
+        }
+        if verdict.stalled {
+            close()
+            onStall()
+        } else if let recheck = verdict.recheck {
+            scheduleStallCheck(after: recheck)
+        }
     }
 }
-
-/// Fired into the pipeline when a connection cannot keep up; the session closes it with 4008.
-struct SlowConsumerEvent: Sendable {}

@@ -1,11 +1,12 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The live WebSocket connections of this node, for draining and for gauges.
+/// The open connections of this node — WebSocket sessions and plain HTTP ones — for draining and gauges.
 final class ConnectionRegistry: Sendable {
     struct Entry: Sendable {
         let channel: any Channel
-        let window: PublishWindow
+        /// `nil` for a plain HTTP connection.
+        let window: PublishWindow?
     }
 
     private let entries = NIOLockedValueBox([ObjectIdentifier: Entry]())
@@ -21,7 +22,7 @@ final class ConnectionRegistry: Sendable {
     var count: Int { entries.withLockedValue { $0.count } }
 
     /// Publishes awaiting Kafka's report, all connections together.
-    var inFlight: Int { entries.withLockedValue { $0.values.reduce(0) { $0 + $1.window.current } } }
+    var inFlight: Int { entries.withLockedValue { $0.values.reduce(0) { $0 + ($1.window?.current ?? 0) } } }
 
     /// Fires `event` into every connection's pipeline.
     func broadcast(_ event: SessionEvent) {

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -9,7 +10,10 @@ import StreamgateKafka
 /// subscriber of its channel.
 ///
 /// Each partition's ``PartitionFanout`` sits behind its own lock; reader actions are performed under that
-/// lock so that they happen in the order the state machine decided them.
+/// lock so that they happen in the order the state machine decided them. Every call is short and
+/// non-blocking (reader repositions are queued to the reader threads), so sessions call it from their
+/// event loops. A reader that falls outside the retained log is recovered on a queue of its own, with
+/// retries and backoff while Kafka does not answer, and counted in ``stalledPartitions`` meanwhile.
 final class DeliveryHub: Sendable {
     typealias Fanout = PartitionFanout<Subscription>
 
@@ -26,6 +30,10 @@ final class DeliveryHub: Sendable {
     }
 
     private let generations = ProcessCounter()
+    /// Out-of-range recoveries: look-ups that must not block a reader thread.
+    private let recovery = DispatchQueue(label: "streamgate.reader-recovery")
+    /// Partitions whose reader waits for a recovery, since when.
+    private let stalled = NIOLockedValueBox([TopicPartition: ContinuousClock.Instant]())
 
     private let slots = NIOLockedValueBox([TopicPartition: Slot]())
     private let readers = NIOLockedValueBox<(live: KafkaPartitionReader, sweep: KafkaPartitionReader)?>(nil)
@@ -47,7 +55,7 @@ final class DeliveryHub: Sendable {
     }
 
     /// Registers `subscription` to start at `resolution.next`, queuing `subscribedFrame` first so that it
-    /// precedes every record. Blocking (reader assignment); run off event loops.
+    /// precedes every record.
     func subscribe(_ subscription: Subscription, resolution: StartResolution, subscribedFrame: [UInt8]) {
         let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
         slot(location).state.withLockedValue { state in
@@ -58,21 +66,53 @@ final class DeliveryHub: Sendable {
         }
     }
 
-    /// Removes `subscription`; after this returns no record is queued for it. Blocking; run off event loops.
+    /// Removes `subscription`; after this returns no record is queued for it.
     func unsubscribe(_ subscription: Subscription) {
         let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
-        slot(location).state.withLockedValue { state in
+        existingSlot(location)?.state.withLockedValue { state in
             perform(state.fanout.unsubscribe(subscription, channel: subscription.channel.value), location, &state)
         }
     }
 
-    /// The live reader's view of a partition's watermarks from its last fetch; `nil` when it does not follow
-    /// the partition (yet).
-    func cachedWatermarks(_ location: TopicPartition) -> (low: Int64, high: Int64)? {
+    /// Lets subscriptions paused by their connection's flow control take records again.
+    func resume(_ subscriptions: [Subscription]) {
+        for subscription in subscriptions {
+            let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
+            existingSlot(location)?.state.withLockedValue { state in
+                perform(state.fanout.resume(subscription, channel: subscription.channel.value), location, &state)
+            }
+        }
+    }
+
+    /// What this node already knows of a partition's log without asking Kafka: the live reader's next offset
+    /// (nothing before it is "latest" any more) and the watermarks of its last fetch since it started
+    /// following the partition. `nil` when the live reader does not follow the partition.
+    func knownPosition(_ location: TopicPartition) -> KnownPosition? {
         guard let live = readers.withLockedValue({ $0?.live }),
-            existingSlot(topic: location.topic, partition: location.partition)?.state.withLockedValue({ $0.fanout.liveNext != nil }) == true
+            let liveNext = existingSlot(location)?.state.withLockedValue({ $0.fanout.liveNext })
         else { return nil }
-        return live.cachedWatermarks(topic: location.topic, partition: location.partition)
+        let cached = live.cachedWatermarks(topic: location.topic, partition: location.partition)
+        return KnownPosition(liveNext: liveNext, cached: cached)
+    }
+
+    /// The next offset `subscription` would be delivered.
+    func next(of subscription: Subscription) -> Int64? {
+        let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
+        return existingSlot(location)?.state.withLockedValue {
+            $0.fanout.next(of: subscription, channel: subscription.channel.value)
+        }
+    }
+
+    /// The subscriptions of every partition of `topic`.
+    func subscriptions(topic: String) -> [Subscription] {
+        let topicSlots = slots.withLockedValue { $0.filter { $0.key.topic == topic }.map(\.value) }
+        return topicSlots.flatMap { $0.state.withLockedValue { $0.fanout.subscribers } }
+    }
+
+    /// Partitions whose reader has waited for a recovery look-up longer than `threshold`.
+    func stalledPartitions(longerThan threshold: Duration) -> [TopicPartition] {
+        let now = ContinuousClock.now
+        return stalled.withLockedValue { $0.filter { now - $0.value >= threshold }.map(\.key) }
     }
 
     /// Stops both readers. Blocking.
@@ -93,8 +133,12 @@ final class DeliveryHub: Sendable {
         }
     }
 
+    private func existingSlot(_ location: TopicPartition) -> Slot? {
+        slots.withLockedValue { $0[location] }
+    }
+
     private func existingSlot(topic: String, partition: Int32) -> Slot? {
-        slots.withLockedValue { $0[TopicPartition(topic: topic, partition: partition)] }
+        existingSlot(TopicPartition(topic: topic, partition: partition))
     }
 
     // MARK: - Reader events (on the reader threads)
@@ -105,17 +149,18 @@ final class DeliveryHub: Sendable {
             guard let slot = existingSlot(topic: record.topic, partition: record.partition) else { return }
             let channel = String(decoding: record.key, as: UTF8.self)
             var frame: ByteBuffer?
+            let location = TopicPartition(topic: record.topic, partition: record.partition)
             slot.state.withLockedValue { state in
                 guard record.generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
-                let deliver = { (subscription: Subscription) in
+                let deliver = { (subscription: Subscription) -> Bool in
                     if frame == nil { frame = self.allocator.buffer(bytes: RecordFrame.encode(record)) }
-                    subscription.outbox.enqueue(frame!)
+                    return subscription.outbox.offer(frame!, for: subscription)
                 }
-                if sweep {
-                    state.fanout.sweepRecord(channel: channel, offset: record.offset, deliver: deliver)
-                } else {
-                    state.fanout.liveRecord(channel: channel, offset: record.offset, deliver: deliver)
-                }
+                let actions =
+                    sweep
+                    ? state.fanout.sweepRecord(channel: channel, offset: record.offset, deliver: deliver)
+                    : state.fanout.liveRecord(channel: channel, offset: record.offset, deliver: deliver)
+                perform(actions, location, &state)
             }
         case .endOfPartition(let topic, let partition, let offset, let generation):
             guard let slot = existingSlot(topic: topic, partition: partition) else { return }
@@ -149,27 +194,47 @@ final class DeliveryHub: Sendable {
         }
     }
 
-    /// A reader fell out of the retained log: announce the gap to whoever it fed, and move on from the log start.
-    private func outOfRange(_ location: TopicPartition, sweep: Bool, generation: UInt64) {
-        guard let slot = existingSlot(topic: location.topic, partition: location.partition) else { return }
-        let low: Int64
-        do {
-            low = try lookup.watermarks(topic: location.topic, partition: location.partition, timeoutMilliseconds: 5000).low
-        } catch {
-            logger.error("cannot read the log start after an out-of-range read", metadata: ["kafka.error": "\(error)"])
-            return
-        }
-        logger.notice("retention overtook a reader; announcing gaps", metadata: [
-            "kafka.topic": "\(location.topic)", "kafka.partition": "\(location.partition)", "kafka.low": "\(low)",
-        ])
-        slot.state.withLockedValue { state in
-            guard generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
-            let actions = state.fanout.readerOutOfRange(sweep: sweep, logStart: low) { subscription, _, from, to in
-                subscription.outbox.enqueue(
-                    bytes: ServerFrameEncoder.gap(channel: subscription.channel, .init(from: from, to: to, reason: "retention")))
+    /// A reader's position is outside the partition's log (retention overtook it, or the log was truncated or
+    /// recreated). The reader stopped there (`auto.offset.reset=error`); the watermarks are looked up on the
+    /// recovery queue — never on the reader thread, which serves every other partition — and retried with
+    /// backoff while Kafka does not answer. Then the gap is announced to whoever it hits and the reader moves on.
+    private func outOfRange(_ location: TopicPartition, sweep: Bool, generation: UInt64, attempt: Int = 0) {
+        if attempt == 0 { stalled.withLockedValue { $0[location] = $0[location] ?? .now } }
+        recovery.async { [self] in
+            guard existingSlot(location) != nil, readers.withLockedValue({ $0 != nil }) else { return recovered(location) }
+            let watermarks: (low: Int64, high: Int64)
+            do {
+                watermarks = try lookup.watermarks(topic: location.topic, partition: location.partition,
+                                                   timeoutMilliseconds: 5000)
+            } catch {
+                let delay = min(100 << min(attempt, 6), 5000)
+                logger.warning("cannot read the log bounds after an out-of-range read; retrying", metadata: [
+                    "kafka.topic": "\(location.topic)", "kafka.partition": "\(location.partition)",
+                    "kafka.error": "\(error)", "retry.ms": "\(delay)",
+                ])
+                recovery.asyncAfter(deadline: .now() + .milliseconds(delay)) {
+                    self.outOfRange(location, sweep: sweep, generation: generation, attempt: attempt + 1)
+                }
+                return
             }
-            perform(actions, location, &state)
+            existingSlot(location)?.state.withLockedValue { state in
+                guard generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
+                let actions = state.fanout.readerOutOfRange(sweep: sweep, logStart: watermarks.low,
+                                                            logEnd: watermarks.high) { subscription, _, gap in
+                    subscription.outbox.enqueue(bytes: ServerFrameEncoder.gap(channel: subscription.channel, gap))
+                }
+                logger.notice("reader position outside the log; gaps announced, reader repositioned", metadata: [
+                    "kafka.topic": "\(location.topic)", "kafka.partition": "\(location.partition)",
+                    "kafka.low": "\(watermarks.low)", "kafka.high": "\(watermarks.high)",
+                ])
+                perform(actions, location, &state)
+            }
+            recovered(location)
         }
+    }
+
+    private func recovered(_ location: TopicPartition) {
+        _ = stalled.withLockedValue { $0.removeValue(forKey: location) }
     }
 
     /// Hands the state machine's reader actions to the readers, each under a new generation. Called with the

@@ -24,11 +24,28 @@ public struct GatewayConfiguration: Sendable {
     public var maxFrameBytes = 1024 * 1024
     /// Producer `linger.ms`: 1 ms batches concurrent publishes without adding visible latency.
     public var lingerMilliseconds = 1
-    /// Outbound bytes queued for one connection beyond which it is a slow consumer (closed with 4008).
-    /// 4 MiB absorbs bursts of thousands of small messages.
+    /// Outbound bytes queued for one connection at which its subscriptions pause (they resume, from where
+    /// they stopped, once half of it is written). 4 MiB absorbs bursts of thousands of small messages.
     public var slowConsumerBytes = 4 * 1024 * 1024
+    /// How long a connection with queued output may make no write progress (its client stopped reading)
+    /// before it is closed with 4008. 10 s rides out a stalled mobile link; a reading client never hits it.
+    public var slowConsumerSeconds = 10.0
+    /// How long a close may wait for the peer before the gateway closes the TCP connection itself, so that a
+    /// closed connection never pins its descriptor, buffers or subscriptions. 5 s is generous for a close
+    /// handshake on any link.
+    public var closeTimeoutSeconds = 5.0
     /// Publishes awaiting Kafka's report per connection before the gateway stops reading from that socket.
     public var maxInFlightPerConnection = 4096
+    /// Payload bytes awaiting Kafka's report per connection before the gateway stops reading from that
+    /// socket: 8 MiB is 32 maximal payloads, so one connection cannot fill the producer's queue alone.
+    public var maxInFlightBytesPerConnection = 8 * 1024 * 1024
+    /// Channels one connection may subscribe to at once (`limit_exceeded` beyond).
+    public var maxSubscriptionsPerConnection = 1000
+    /// Start look-ups one connection may have running at once; later subscribes wait their turn, so one
+    /// client cannot occupy the look-up threads.
+    public var maxConcurrentResolutionsPerConnection = 2
+    /// How often Kafka metadata (reachability, partition counts) is refreshed.
+    public var metadataRefreshSeconds = 5.0
     /// How long a drain waits for in-flight publishes before failing them.
     public var drainSeconds = 10
     /// Extra librdkafka properties (`--kafka key=value`), applied to every Kafka client.

@@ -30,8 +30,10 @@ public final class GatewayServer: Service {
 
     public func run() async throws {
         let configuration = self.configuration
-        let pool = NIOThreadPool(numberOfThreads: 8)
+        let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
+        let searchPool = NIOThreadPool(numberOfThreads: 2)
+        searchPool.start()
         let backend = try await pool.runIfActive { try KafkaBackend(configuration: configuration, logger: self.logger) }
         if backend.embeddedCluster != nil {
             logger.warning(
@@ -40,7 +42,7 @@ public final class GatewayServer: Service {
         logger.warning("ANONYMOUS ACCESS: authentication is not enabled; every client publishes as \"anonymous\"")
         let environment = SessionEnvironment(
             configuration: configuration, backend: backend, registry: ConnectionRegistry(), blockingPool: pool,
-            decoder: ClientFrameDecoder(maxPayloadBytes: configuration.maxMessageBytes), logger: logger)
+            searchPool: searchPool, lifecycle: GatewayLifecycle(), decoder: ClientFrameDecoder(maxPayloadBytes: configuration.maxMessageBytes), logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server: any Channel
         do {
@@ -50,15 +52,25 @@ public final class GatewayServer: Service {
             _ = try? await pool.runIfActive { backend.shutdown(flushMilliseconds: 1000) }
             try await group.shutdownGracefully()
             try await pool.shutdownGracefully()
+            try await searchPool.shutdownGracefully()
             throw error
         }
         let port = server.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         onListening(configuration.host, port)
 
+        _ = try? await pool.runIfActive { backend.refresh() }
+        let refresher = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(configuration.metadataRefreshSeconds))
+                _ = try? await pool.runIfActive { backend.refresh() }
+            }
+        }
         try? await gracefulShutdown()
 
         logger.info("draining", metadata: ["connections": "\(environment.registry.count)"])
+        environment.lifecycle.beginDrain()
+        refresher.cancel()
         try? await server.close()
         await drain(environment)
         _ = try? await pool.runIfActive {
@@ -66,6 +78,7 @@ public final class GatewayServer: Service {
         }
         try await group.shutdownGracefully()
         try await pool.shutdownGracefully()
+        try await searchPool.shutdownGracefully()
         logger.info("stopped")
     }
 
@@ -100,7 +113,9 @@ public final class GatewayServer: Service {
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: slow / 2, high: slow))
+            // The socket's own buffer stays small: data waits in each connection's outbox, where a close can
+            // drop it instead of queueing behind it.
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: min(slow / 4, 32 * 1024), high: min(slow / 2, 128 * 1024)))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try configurePipeline(channel, environment: environment)
@@ -117,7 +132,9 @@ public final class GatewayServer: Service {
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: true,
             shouldUpgrade: { channel, head in
-                guard case .websocket(.success(let accepted)) = HTTPRoute.classify(head, namespaces: namespaces) else {
+                guard case .websocket(.success(let accepted)) = HTTPRoute.classify(head, namespaces: namespaces),
+                    !environment.lifecycle.isDraining
+                else {
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
                 var headers = HTTPHeaders()

@@ -1,8 +1,9 @@
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 
 /// Answers the plain HTTP requests: health, readiness, and refused or misdirected WebSocket requests.
+/// Readiness answers from state the backend keeps fresh (no Kafka request per probe); while the node drains
+/// it answers 503, upgrades are refused with 503, and idle keep-alive connections are closed.
 final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -10,16 +11,41 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let environment: SessionEnvironment
     private var route: HTTPRoute?
     private var keepAlive = true
+    private var inRequest = false
 
     init(environment: SessionEnvironment) {
         self.environment = environment
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        environment.registry.add(ObjectIdentifier(self), .init(channel: context.channel, window: nil))
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        environment.registry.remove(ObjectIdentifier(self))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        environment.registry.remove(ObjectIdentifier(self))
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case SessionEvent.beginDrain, SessionEvent.closeForDrain:
+            keepAlive = false
+            if !inRequest { context.close(promise: nil) }
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            inRequest = true
             route = HTTPRoute.classify(head, namespaces: environment.configuration.namespaces)
-            keepAlive = head.isKeepAlive
+            keepAlive = head.isKeepAlive && !environment.lifecycle.isDraining
         case .body:
             break
         case .end:
@@ -34,19 +60,17 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .health:
             send(context: context, status: .ok, body: "ok\n")
         case .ready:
-            let backend = environment.backend
-            let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            environment.blockingPool.runIfActive(eventLoop: context.eventLoop) { backend.readiness() }
-                .whenComplete { result in
-                    let (this, context) = handler.value
-                    switch result {
-                    case .success(nil): this.send(context: context, status: .ok, body: "ready\n")
-                    case .success(let reason?): this.send(context: context, status: .serviceUnavailable, body: reason + "\n")
-                    case .failure(let error): this.send(context: context, status: .serviceUnavailable, body: "\(error)\n")
-                    }
-                }
+            if environment.lifecycle.isDraining {
+                send(context: context, status: .serviceUnavailable, body: "draining\n")
+            } else if let reason = environment.backend.readiness() {
+                send(context: context, status: .serviceUnavailable, body: reason + "\n")
+            } else {
+                send(context: context, status: .ok, body: "ready\n")
+            }
         case .websocket(.failure(let rejection)):
             send(context: context, status: rejection.status, body: rejection.message + "\n")
+        case .websocket(.success) where environment.lifecycle.isDraining:
+            send(context: context, status: .serviceUnavailable, body: "draining: connect to another node\n")
         case .websocket(.success):
             // Only reached when the upgrader declined a request this handler would accept (a bad key or version).
             send(context: context, status: .badRequest, body: "invalid WebSocket handshake\n")
@@ -67,6 +91,7 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         let keepAlive = self.keepAlive
+        inRequest = false
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
             if !keepAlive { channel.close(promise: nil) }

@@ -5,6 +5,11 @@ import StreamgateKafka
 
 /// The gateway's Kafka side: producer, delivery hub, look-ups, and — without brokers — an embedded
 /// development cluster.
+///
+/// Metadata the edge needs on every subscribe or probe is kept here and refreshed by ``refresh()`` (called
+/// periodically by the server): partition counts — so a topic that grows partitions moves its channels'
+/// subscriptions instead of silently reading the old partition — and Kafka's reachability, so `/readyz`
+/// costs no request.
 final class KafkaBackend: Sendable {
     let producer: KafkaProducer
     let hub: DeliveryHub
@@ -13,6 +18,7 @@ final class KafkaBackend: Sendable {
     let embeddedCluster: KafkaMockCluster?
     let bootstrap: String
     private let partitionCounts = NIOLockedValueBox([String: Int]())
+    private let reachability = NIOLockedValueBox<String?>("not checked yet")
     private let logger: Logger
 
     init(configuration: GatewayConfiguration, logger: Logger) throws {
@@ -42,21 +48,53 @@ final class KafkaBackend: Sendable {
         self.lookup = try KafkaPartitionLookup(configuration: kafka)
         let hub = try DeliveryHub(configuration: kafka, lookup: lookup, logger: logger)
         self.hub = hub
-        self.resolver = StartResolver(lookup: lookup, cachedWatermarks: { hub.cachedWatermarks($0) })
+        self.resolver = StartResolver(lookup: lookup, known: { hub.knownPosition($0) })
     }
 
-    /// The partition count of `topic`, cached once known. Blocking on the first call.
+    /// The partition count of `topic`, cached once known (``refresh()`` follows changes). Blocking on the
+    /// first call for a topic.
     func partitionCount(topic: String) throws -> Int {
         if let known = partitionCounts.withLockedValue({ $0[topic] }) { return known }
         let count = try producer.partitionCount(topic: topic, timeoutMilliseconds: 5000)
-        partitionCounts.withLockedValue { $0[topic] = count }
+        partitionCounts.withLockedValue { $0[topic] = $0[topic] ?? count }
         return count
     }
 
-    /// Whether Kafka answers and the producer is healthy. Blocking.
+    /// Asks Kafka for the metadata the edge relies on: whether it answers, and the partition counts of the
+    /// topics in use. A topic that grew moves the subscriptions whose channel now lives in another partition
+    /// (their sessions re-subscribe from the earliest offset of the new partition and announce
+    /// `repartitioned`). Blocking; run it periodically off event loops.
+    func refresh() {
+        let unreachable = producer.checkReachable(timeoutMilliseconds: 2000).map { "Kafka unreachable: \($0)" }
+        reachability.withLockedValue { $0 = unreachable }
+        guard unreachable == nil else { return }
+        for topic in partitionCounts.withLockedValue({ Array($0.keys) }) {
+            guard let count = try? producer.partitionCount(topic: topic, timeoutMilliseconds: 2000) else { continue }
+            let previous = partitionCounts.withLockedValue { counts in
+                defer { counts[topic] = count }
+                return counts[topic]
+            }
+            guard let previous, count != previous else { continue }
+            logger.notice("topic partition count changed; moving the subscriptions it affects", metadata: [
+                "kafka.topic": "\(topic)", "partitions.before": "\(previous)", "partitions.after": "\(count)",
+            ])
+            for subscription in hub.subscriptions(topic: topic) {
+                let partition = Murmur2Partitioner.partition(for: subscription.channel.value.utf8, partitionCount: count)
+                if partition != subscription.partition {
+                    subscription.outbox.notify(SubscriptionMovedEvent(subscription: subscription))
+                }
+            }
+        }
+    }
+
+    /// Why the node is not ready, or `nil`: from the last ``refresh()`` and local state only (no request).
     func readiness() -> String? {
         if let fatal = producer.fatal { return "producer failed: \(fatal)" }
-        if let error = producer.checkReachable(timeoutMilliseconds: 2000) { return "Kafka unreachable: \(error)" }
+        if let unreachable = reachability.withLockedValue({ $0 }) { return unreachable }
+        let stalled = hub.stalledPartitions(longerThan: .seconds(10))
+        if !stalled.isEmpty {
+            return "readers stalled on \(stalled.map { "\($0.topic)/\($0.partition)" }.joined(separator: ", "))"
+        }
         return nil
     }
 

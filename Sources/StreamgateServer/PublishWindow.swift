@@ -1,16 +1,22 @@
 import Synchronization
 
-/// Publishes of one connection that Kafka has not yet reported on, counted from any thread.
+/// Publishes of one connection that Kafka has not yet reported on, and their payload bytes, counted from
+/// any thread.
 final class PublishWindow: Sendable {
     private let count = Atomic<Int>(0)
+    private let bytes = Atomic<Int>(0)
 
     var current: Int { count.load(ordering: .relaxed) }
+    var currentBytes: Int { bytes.load(ordering: .relaxed) }
 
-    /// Returns the count after the increment.
-    @discardableResult
-    func opened() -> Int { count.wrappingAdd(1, ordering: .relaxed).newValue }
+    func opened(bytes size: Int) {
+        count.wrappingAdd(1, ordering: .relaxed)
+        bytes.wrappingAdd(size, ordering: .relaxed)
+    }
 
-    /// Returns the count after the decrement.
-    @discardableResult
-    func closed() -> Int { count.wrappingSubtract(1, ordering: .relaxed).newValue }
+    /// Returns the count and bytes after the decrement.
+    func closed(bytes size: Int) -> (count: Int, bytes: Int) {
+        let total = bytes.wrappingSubtract(size, ordering: .relaxed).newValue
+        return (count.wrappingSubtract(1, ordering: .relaxed).newValue, total)
+    }
 }

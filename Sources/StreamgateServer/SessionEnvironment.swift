@@ -7,8 +7,12 @@ struct SessionEnvironment: Sendable {
     let configuration: GatewayConfiguration
     let backend: KafkaBackend
     let registry: ConnectionRegistry
-    /// Runs blocking Kafka look-ups and reader assignment, never on an event loop.
+    /// Runs blocking Kafka look-ups (watermarks, metadata), never on an event loop.
     let blockingPool: NIOThreadPool
+    /// Runs time-start searches (several reads each), apart from the quick look-ups.
+    let searchPool: NIOThreadPool
+    /// Whether the node is draining.
+    let lifecycle: GatewayLifecycle
     let decoder: ClientFrameDecoder
     let logger: Logger
 }

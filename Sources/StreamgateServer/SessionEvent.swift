@@ -7,3 +7,6 @@ enum SessionEvent: Sendable {
     /// Publishes were answered: reading may resume.
     case windowReopened
 }
+
+/// Fired into a connection's pipeline when its client stopped reading; the session closes it with 4008.
+struct SlowConsumerEvent: Sendable {}

@@ -5,55 +5,43 @@ import NIOWebSocket
 import StreamgateCore
 import StreamgateKafka
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// One WebSocket connection: decodes request frames, publishes to Kafka, manages subscriptions, and
-/// answers every request. Lives on its channel's event loop; Kafka work runs on the blocking pool.
+/// One WebSocket connection's I/O: decodes frames, feeds them to its ``SessionStateMachine`` and carries out
+/// the actions it returns — start look-ups on the blocking pool, hub registrations, publishes through its
+/// ``Publisher``, frames through its ``ConnectionOutbox``, closes bounded by the close timeout.
 final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    /// A subscription in progress or in place.
-    private final class Entry {
-        var subscription: Subscription?
-        /// Set when the client unsubscribed (or left) before the subscription was in place.
-        var cancelled = false
-        var unsubscribeID: RequestID??
-    }
-
-    /// A publish waiting for room in librdkafka's queue.
-    private struct PendingPublish {
+    /// A ticket's subscription and, until it is attached, its resolved start.
+    private struct Ticketed {
+        var subscription: Subscription
         var id: RequestID?
-        var channel: ChannelName
-        var topic: String
-        var payload: Payload
-        var headers: [KafkaHeader]
-        var timestamp: Int64
+        var resolution: StartResolution?
     }
 
     private let environment: SessionEnvironment
     private let connectionID: String
-    private let boundChannel: ChannelName?
     private let boundStart: StartPosition
     private let window = PublishWindow()
+    private var machine: SessionStateMachine
     private var outbox: ConnectionOutbox!
-    private var channel: (any Channel)?
-    private var entries: [ChannelName: Entry] = [:]
-    private var blocked = CircularBuffer<PendingPublish>()
-    private var retryScheduled = false
+    private var publisher: Publisher!
+    private var context: ChannelHandlerContext?
+    private var tickets: [SessionStateMachine.Ticket: Ticketed] = [:]
     private var readingPaused = false
-    private var draining = false
-    private var closing = false
-    private var tornDown = false
+    /// Tickets re-subscribing a channel that moved partition, with the offset it had reached in the old one.
+    private var repartitioned: [SessionStateMachine.Ticket: Int64] = [:]
     private var logger: Logger
 
     init(environment: SessionEnvironment, connectionID: String, boundChannel: ChannelName?, boundStart: StartPosition) {
         self.environment = environment
         self.connectionID = connectionID
-        self.boundChannel = boundChannel
         self.boundStart = boundStart
+        let configuration = environment.configuration
+        self.machine = SessionStateMachine(configuration: .init(
+            boundChannel: boundChannel, namespaces: configuration.namespaces,
+            maxSubscriptions: configuration.maxSubscriptionsPerConnection,
+            maxConcurrentResolutions: configuration.maxConcurrentResolutionsPerConnection))
         self.logger = environment.logger
         self.logger[metadataKey: "connection"] = "\(connectionID)"
     }
@@ -61,10 +49,23 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: - Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
-        channel = context.channel
-        outbox = ConnectionOutbox(channel: context.channel, slowConsumerBytes: environment.configuration.slowConsumerBytes)
-        environment.registry.add(ObjectIdentifier(self), .init(channel: context.channel, window: window))
-        if let boundChannel { subscribe(id: nil, channel: boundChannel, from: boundStart) }
+        self.context = context
+        let configuration = environment.configuration
+        let channel = context.channel
+        let hub = environment.backend.hub
+        outbox = ConnectionOutbox(
+            channel: channel, pauseBytes: configuration.slowConsumerBytes,
+            stallTimeout: .milliseconds(Int64(configuration.slowConsumerSeconds * 1000)),
+            resume: { hub.resume($0) },
+            onStall: { channel.pipeline.fireUserInboundEventTriggered(SlowConsumerEvent()) })
+        publisher = Publisher(
+            sink: environment.backend.producer,
+            limits: .init(maxInFlight: configuration.maxInFlightPerConnection,
+                          maxInFlightBytes: configuration.maxInFlightBytesPerConnection),
+            window: window, outbox: outbox,
+            onRoom: { channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened) })
+        environment.registry.add(ObjectIdentifier(self), .init(channel: channel, window: window))
+        perform(machine.opened(boundStart: boundStart))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -74,11 +75,16 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         tearDown()
+        self.context = nil
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { outbox.flush() }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard !closing else { return }
         switch frame.opcode {
         case .text:
             var payload = frame.unmaskedData
@@ -88,21 +94,22 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             }
             payload.clear()
             switch result {
-            case nil: close(context: context, code: CloseCode.invalidUTF8, reason: "text frame is not valid UTF-8")
-            case .failure(let error): reply(ServerFrameEncoder.error(error))
-            case .success(let request): handle(request)
+            case nil: perform(machine.close(code: CloseCode.invalidUTF8, reason: "text frame is not valid UTF-8"))
+            case .failure(let error): perform(machine.receivedInvalid(error))
+            case .success(let request): perform(machine.received(request))
             }
         case .binary:
-            reply(ServerFrameEncoder.error(RequestError(id: nil, code: .badRequest,
-                message: "binary frames are not part of streamgate.v1; send JSON text frames (binary payloads go in data_b64)")))
+            perform(machine.receivedBinary())
         case .ping:
+            guard machine.state == .open || machine.state == .draining else { return }
             var pong = frame.unmaskedData
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: pong)), promise: nil)
             pong.clear()
         case .connectionClose:
             var data = frame.unmaskedData
-            let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal
-            close(context: context, code: code == 1005 ? CloseCode.normal : code, reason: "")
+            let code = data.readInteger(as: UInt16.self)
+            let reasonValid = data.withUnsafeReadableBytes { UTF8Validation.isValid($0) }
+            perform(machine.receivedClose(code: code, reasonIsValidUTF8: reasonValid))
         default:
             break
         }
@@ -112,16 +119,18 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         switch event {
         case let event as SessionEvent:
             switch event {
-            case .beginDrain:
-                draining = true
-                pauseReading(context.channel)
-            case .closeForDrain:
-                close(context: context, code: CloseCode.goingAway, reason: "server is shutting down")
-            case .windowReopened:
-                resumeReadingIfRoom(context.channel)
+            case .beginDrain: perform(machine.beginDrain())
+            case .closeForDrain: perform(machine.closeForDrain())
+            case .windowReopened: resumeReadingIfRoom()
             }
         case is SlowConsumerEvent:
-            close(context: context, code: CloseCode.slowConsumer, reason: "slow consumer: resume from your last offset")
+            perform(machine.close(code: CloseCode.slowConsumer, reason: "slow consumer: resume from your last offset"))
+        case let moved as SubscriptionMovedEvent:
+            guard let (ticket, _) = tickets.first(where: { $0.value.subscription === moved.subscription }) else { return }
+            let from = environment.backend.hub.next(of: moved.subscription)
+            let actions = machine.moved(ticket, channel: moved.subscription.channel)
+            for case .resolve(let fresh, _, _, _, _) in actions { repartitioned[fresh] = from ?? 0 }
+            perform(actions)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -129,259 +138,150 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is NIOWebSocketFrameAggregator.Error {
-            close(context: context, code: CloseCode.tooBig, reason: "message is over the frame limit")
+            perform(machine.close(code: CloseCode.tooBig, reason: "message is over the frame limit"))
             return
         }
         logger.debug("connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
 
-    // MARK: - Requests
+    // MARK: - Actions
 
-    private func handle(_ request: ClientRequest) {
-        switch request {
-        case .auth(let id, _):
-            reply(ServerFrameEncoder.error(RequestError(id: id, code: .badRequest,
-                message: "authentication is not enabled on this node")))
-        case .subscribe(let id, let channel, let from):
-            guard boundChannel == nil else { return refuseOnBound(id) }
-            subscribe(id: id, channel: channel, from: from)
-        case .unsubscribe(let id, let channel):
-            guard boundChannel == nil else { return refuseOnBound(id) }
-            unsubscribe(id: id, channel: channel)
-        case .publish(let id, let channel, let payload, let msgId, let traceparent):
-            publish(id: id, channel: channel, payload: payload, msgId: msgId, traceparent: traceparent)
+    private func perform(_ actions: [SessionStateMachine.Action]) {
+        for action in actions { perform(action) }
+        if publisher.wantsPause { pauseReading() }
+    }
+
+    private func perform(_ action: SessionStateMachine.Action) {
+        switch action {
+        case .reply(let bytes):
+            outbox.enqueue(bytes: bytes)
+        case .resolve(let ticket, let id, let channel, let topic, let start):
+            resolve(ticket, id: id, channel: channel, topic: topic, start: start)
+        case .attach(let ticket):
+            guard let entry = tickets[ticket], let resolution = entry.resolution else { return }
+            environment.backend.hub.subscribe(entry.subscription, resolution: resolution,
+                                              subscribedFrame: subscribedFrame(entry, resolution))
+        case .answerDetached(let ticket):
+            guard let entry = tickets.removeValue(forKey: ticket), let resolution = entry.resolution else { return }
+            outbox.enqueue(bytes: subscribedFrame(entry, resolution))
+        case .detach(let ticket):
+            guard let entry = tickets.removeValue(forKey: ticket) else { return }
+            environment.backend.hub.unsubscribe(entry.subscription)
+        case .discard(let ticket):
+            tickets[ticket] = nil
+        case .publish(let id, let channel, let topic, let payload, let msgID, let traceparent):
+            let headers = RecordHeaders(
+                contentType: payload.contentType, msgID: msgID, sender: "anonymous", connection: connectionID,
+                node: environment.configuration.nodeID, traceparent: traceparent)
+            publisher.publish(id: id, channel: channel, topic: topic, payload: payload, headers: headers)
+        case .pauseReading:
+            pauseReading()
+        case .failWaitingPublishes:
+            publisher.failWaiting(reason: "the server is shutting down before this publish reached Kafka")
+        case .sendClose(let code, let reason, let thenCloseTransport):
+            sendClose(code: code, reason: reason, thenCloseTransport: thenCloseTransport)
+        case .closeTransport:
+            context?.close(promise: nil)
         }
     }
 
-    private func refuseOnBound(_ id: RequestID?) {
-        reply(ServerFrameEncoder.error(RequestError(id: id, code: .badRequest,
-            message: "this connection is bound to channel \(boundChannel!); open /v1/ws to subscribe to others")))
+    private func subscribedFrame(_ entry: Ticketed, _ resolution: StartResolution) -> [UInt8] {
+        let subscription = entry.subscription
+        return ServerFrameEncoder.subscribed(id: entry.id, channel: subscription.channel,
+                                             partition: subscription.partition, offset: resolution.next,
+                                             head: resolution.head, gap: resolution.gap)
     }
 
-    private func route(_ channel: ChannelName, id: RequestID?) -> NamespaceRoute? {
-        guard let route = environment.configuration.namespaces.route(for: channel) else {
-            reply(ServerFrameEncoder.error(RequestError(id: id, code: .unknownNamespace,
-                message: "namespace \"\(channel.namespace)\" is not configured on this gateway")))
-            return nil
-        }
-        return route
-    }
-
-    private func subscribe(id: RequestID?, channel: ChannelName, from start: StartPosition) {
-        guard entries[channel] == nil else {
-            return reply(ServerFrameEncoder.error(RequestError(id: id, code: .alreadySubscribed,
-                message: "already subscribed to \(channel)")))
-        }
-        guard let route = route(channel, id: id) else { return }
-        let entry = Entry()
-        entries[channel] = entry
+    /// Resolves a start on the blocking pool, then reports back on the event loop.
+    private func resolve(_ ticket: SessionStateMachine.Ticket, id: RequestID?, channel: ChannelName, topic: String,
+                         start: StartPosition) {
         let backend = environment.backend
         let outbox = self.outbox!
         let eventLoop = outbox.eventLoop
         let session = NIOLoopBound(self, eventLoop: eventLoop)
-        let boundEntry = NIOLoopBound(entry, eventLoop: eventLoop)
-        environment.blockingPool.submit { _ in
+        let pool = start.needsSearch ? environment.searchPool : environment.blockingPool
+        pool.submit { _ in
             do {
-                let count = try backend.partitionCount(topic: route.topic)
+                let count = try backend.partitionCount(topic: topic)
                 let partition = Murmur2Partitioner.partition(for: channel.value.utf8, partitionCount: count)
-                let location = TopicPartition(topic: route.topic, partition: partition)
-                let resolution = try backend.resolver.resolve(start, in: location)
-                let subscription = Subscription(channel: channel, topic: route.topic, partition: partition, outbox: outbox)
-                let frame = ServerFrameEncoder.subscribed(id: id, channel: channel, partition: partition,
-                                                          offset: resolution.next, head: resolution.head, gap: resolution.gap)
-                backend.hub.subscribe(subscription, resolution: resolution, subscribedFrame: frame)
-                eventLoop.execute { session.value.subscribed(channel, entry: boundEntry.value, subscription: subscription) }
+                let resolution = try backend.resolver.resolve(start, in: TopicPartition(topic: topic, partition: partition))
+                let subscription = Subscription(channel: channel, topic: topic, partition: partition, outbox: outbox)
+                eventLoop.execute {
+                    let this = session.value
+                    guard this.machine.state != .closed else { return }
+                    var resolution = resolution
+                    if let from = this.repartitioned.removeValue(forKey: ticket) {
+                        resolution.gap = .init(from: from, to: resolution.next, reason: "repartitioned")
+                    }
+                    this.tickets[ticket] = Ticketed(subscription: subscription, id: id, resolution: resolution)
+                    this.perform(this.machine.resolved(ticket))
+                }
             } catch {
                 let message = "cannot subscribe to \(channel): \(error)"
-                eventLoop.execute { session.value.subscribeFailed(channel, entry: boundEntry.value, id: id, message: message) }
+                eventLoop.execute { session.value.perform(session.value.machine.resolutionFailed(ticket, message: message)) }
             }
         }
-    }
-
-    private func subscribed(_ channel: ChannelName, entry: Entry, subscription: Subscription) {
-        entry.subscription = subscription
-        guard entry.cancelled else { return }
-        let unsubscribeID = entry.unsubscribeID
-        if entries[channel] === entry { entries[channel] = nil }
-        let hub = environment.backend.hub
-        environment.blockingPool.submit { _ in
-            hub.unsubscribe(subscription)
-            if let unsubscribeID {
-                subscription.outbox.enqueue(bytes: ServerFrameEncoder.unsubscribed(id: unsubscribeID, channel: channel))
-            }
-        }
-    }
-
-    private func subscribeFailed(_ channel: ChannelName, entry: Entry, id: RequestID?, message: String) {
-        if entries[channel] === entry { entries[channel] = nil }
-        reply(ServerFrameEncoder.error(RequestError(id: id, code: .kafkaUnavailable, message: message)))
-        if let unsubscribeID = entry.unsubscribeID {
-            reply(ServerFrameEncoder.error(RequestError(id: unsubscribeID, code: .notSubscribed,
-                message: "the subscription to \(channel) failed")))
-        }
-        if boundChannel != nil, let context = try? self.channel?.pipeline.syncOperations.context(handler: self) {
-            close(context: context, code: CloseCode.tryAgainLater, reason: "cannot subscribe; try again later")
-        }
-    }
-
-    private func unsubscribe(id: RequestID?, channel: ChannelName) {
-        guard let entry = entries[channel], !entry.cancelled else {
-            return reply(ServerFrameEncoder.error(RequestError(id: id, code: .notSubscribed,
-                message: "not subscribed to \(channel)")))
-        }
-        guard let subscription = entry.subscription else {
-            entry.cancelled = true
-            entry.unsubscribeID = .some(id)
-            return
-        }
-        entries[channel] = nil
-        let hub = environment.backend.hub
-        environment.blockingPool.submit { _ in
-            hub.unsubscribe(subscription)
-            subscription.outbox.enqueue(bytes: ServerFrameEncoder.unsubscribed(id: id, channel: channel))
-        }
-    }
-
-    // MARK: - Publishing
-
-    private func publish(id: RequestID?, channel: ChannelName?, payload: Payload, msgId: String?, traceparent: String?) {
-        guard let channel = channel ?? boundChannel else {
-            return reply(ServerFrameEncoder.error(RequestError(id: id, code: .badRequest, message: "missing \"channel\"")))
-        }
-        guard let route = route(channel, id: id) else { return }
-        var headers = [
-            KafkaHeader(name: "content-type", string: payload.contentType),
-            KafkaHeader(name: "sg-sender", string: "anonymous"),
-            KafkaHeader(name: "sg-conn", string: connectionID),
-            KafkaHeader(name: "sg-node", string: environment.configuration.nodeID),
-        ]
-        if let msgId { headers.append(KafkaHeader(name: "sg-msg-id", string: msgId)) }
-        if let traceparent { headers.append(KafkaHeader(name: "traceparent", string: traceparent)) }
-        let pending = PendingPublish(id: id, channel: channel, topic: route.topic, payload: payload, headers: headers,
-                                     timestamp: Self.nowMilliseconds())
-        if !blocked.isEmpty || !attempt(pending) {
-            blocked.append(pending)
-            pauseReading(self.channel!)
-            scheduleRetry()
-        }
-    }
-
-    /// Hands a publish to Kafka. `false` when librdkafka's queue is full (back-pressure: try again later).
-    private func attempt(_ publish: PendingPublish) -> Bool {
-        let outbox = self.outbox!
-        let window = self.window
-        let channel = self.channel!
-        let maxInFlight = environment.configuration.maxInFlightPerConnection
-        let (id, channelName) = (publish.id, publish.channel)
-        var key = channelName.value
-        let result = key.withUTF8 { key in
-            publish.payload.bytes.withUnsafeBytes { value in
-                environment.backend.producer.produce(
-                    topic: publish.topic, key: UnsafeRawBufferPointer(key), value: value, headers: publish.headers,
-                    timestampMilliseconds: publish.timestamp
-                ) { report in
-                    outbox.enqueue(bytes: Self.answer(to: report, id: id, channel: channelName))
-                    if window.closed() == maxInFlight / 2 {
-                        channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened)
-                    }
-                }
-            }
-        }
-        switch result {
-        case .enqueued:
-            if window.opened() >= maxInFlight { pauseReading(channel) }
-            return true
-        case .queueFull:
-            return false
-        case .failed(let error):
-            reply(ServerFrameEncoder.nack(id: id, code: .kafkaUnavailable, message: "\(error)", persisted: "no"))
-            return true
-        }
-    }
-
-    private static func answer(to report: KafkaDeliveryReport, id: RequestID?, channel: ChannelName) -> [UInt8] {
-        guard let error = report.error else {
-            return ServerFrameEncoder.ack(id: id, channel: channel, partition: report.partition, offset: report.offset)
-        }
-        return ServerFrameEncoder.nack(id: id, code: .kafkaUnavailable, message: error.description,
-                                       persisted: report.persistence == .notPersisted ? "no" : "unknown")
-    }
-
-    private func scheduleRetry() {
-        guard !retryScheduled, let channel else { return }
-        retryScheduled = true
-        let session = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        channel.eventLoop.scheduleTask(in: .milliseconds(5)) { session.value.retryBlocked() }
-    }
-
-    private func retryBlocked() {
-        retryScheduled = false
-        while let next = blocked.first {
-            guard attempt(next) else { return scheduleRetry() }
-            blocked.removeFirst()
-        }
-        if let channel { resumeReadingIfRoom(channel) }
     }
 
     // MARK: - Flow control and closing
 
-    private func pauseReading(_ channel: any Channel) {
-        guard !readingPaused else { return }
+    private func pauseReading() {
+        guard !readingPaused, let channel = context?.channel else { return }
         readingPaused = true
         channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
     }
 
-    private func resumeReadingIfRoom(_ channel: any Channel) {
-        guard readingPaused, !draining, blocked.isEmpty,
-            window.current < environment.configuration.maxInFlightPerConnection
-        else { return }
+    private func resumeReadingIfRoom() {
+        guard readingPaused, machine.state == .open, !publisher.wantsPause, let channel = context?.channel else { return }
         readingPaused = false
         channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         channel.read()
     }
 
-    private func reply(_ bytes: [UInt8]) {
-        outbox.enqueue(bytes: bytes)
-    }
-
-    private func close(context: ChannelHandlerContext, code: UInt16, reason: String) {
-        guard !closing else { return }
-        closing = true
-        outbox.flush()
+    /// Writes the close frame ahead of anything still queued (queued data is dropped: the close must not wait
+    /// behind it) and bounds the close: the transport is closed once the frame is written when asked, and
+    /// in any case when the close timeout passes.
+    private func sendClose(code: UInt16, reason: String, thenCloseTransport: Bool) {
+        guard let context else { return }
         outbox.close()
+        publisher.stop()
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.writeInteger(code)
         data.writeString(reason)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+        let written = context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+        if thenCloseTransport { written.whenComplete { _ in channel.close(promise: nil) } }
+        let session = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let timeout = TimeAmount.milliseconds(Int64(environment.configuration.closeTimeoutSeconds * 1000))
+        channel.eventLoop.scheduleTask(in: timeout) {
+            session.value.perform(session.value.machine.closeTimedOut())
+        }
     }
 
     /// Runs once, from `channelInactive` or `handlerRemoved`, whichever comes first.
     private func tearDown() {
-        guard !tornDown, outbox != nil else { return }
-        tornDown = true
+        guard outbox != nil, machine.state != .closed else { return }
         outbox.close()
+        publisher.stop()
         environment.registry.remove(ObjectIdentifier(self))
-        let subscriptions = entries.values.compactMap { entry -> Subscription? in
-            entry.cancelled = true
-            return entry.subscription
-        }
-        entries.removeAll()
-        guard !subscriptions.isEmpty else { return }
-        let hub = environment.backend.hub
-        environment.blockingPool.submit { _ in
-            for subscription in subscriptions { hub.unsubscribe(subscription) }
-        }
-    }
-
-    private static func nowMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        perform(machine.transportClosed())
     }
 }
 
 @available(*, unavailable)
 extension WebSocketSession: Sendable {}
+
+/// Fired into a connection's pipeline when the delivery side moved one of its subscriptions' channels to
+/// another partition (the topic grew partitions).
+struct SubscriptionMovedEvent: Sendable {
+    let subscription: Subscription
+}
+
+extension StartPosition {
+    /// Whether resolving it reads records (a time search), which runs on its own small pool.
+    var needsSearch: Bool {
+        if case .time = self { return true }
+        return false
+    }
+}

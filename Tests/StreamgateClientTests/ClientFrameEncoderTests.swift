@@ -16,7 +16,7 @@ import Testing
     @Test func publishKeepsTheJSONTextAndEscapesStrings() throws {
         let buffer = ClientFrameEncoder.publish(
             id: 7, channel: "doc:42", payload: .json(#"{"a": [1, 2]}"#),
-            msgId: "m\"1\n", allocator: allocator)
+            msgId: "m\"1\\", allocator: allocator)
         #expect(buffer.readerIndex == ClientFrameEncoder.headroom)
         let request = try #require(decode(buffer))
         guard case .publish(let id, let channel, let payload, let msgId, _) = request else {
@@ -26,7 +26,7 @@ import Testing
         #expect(id == RequestID(json: Array("7".utf8)))
         #expect(channel?.value == "doc:42")
         #expect(payload == .json(Array(#"{"a": [1, 2]}"#.utf8)))
-        #expect(msgId == "m\"1\n")
+        #expect(msgId == "m\"1\\")
     }
 
     @Test func binaryPayloadsTravelAsBase64() throws {

@@ -175,12 +175,14 @@ async def case_outage(ctx: Ctx):
 
 
 async def case_slow_consumer(ctx: Ctx):
-    """A subscriber that stops reading is closed with 4008 (never silently skipped);
-    what it got is a gap-free prefix per channel, and resuming from last + 1 delivers
-    the rest. A fast subscriber of the same channels is unaffected (invariants 3, 5, 7)."""
+    """A subscriber that stops reading (queued output, no write progress for
+    --slow-consumer-seconds) is closed with 4008 (never silently skipped); what it got
+    is a gap-free prefix per channel, and resuming from last + 1 delivers the rest. A
+    fast subscriber of the same channels is unaffected (invariants 3, 5, 7)."""
     cfg = ctx.shared["config_path"]
     srv = await ctx.start_serve("slow", ctx.bootstrap, "e2e-slow",
-                                ["--config", str(cfg), "--slow-consumer-bytes", "65536"])
+                                ["--config", str(cfg), "--slow-consumer-bytes", "65536",
+                                 "--slow-consumer-seconds", "2", "--close-timeout-seconds", "30"])
     # one channel per partition of e2e.slow (4 partitions, < 5 MiB each: no pruning)
     chans, seen, i = [], set(), 0
     while len(chans) < 4:
@@ -213,13 +215,15 @@ async def case_slow_consumer(ctx: Ctx):
                f"(close {fast.closed.result() if fast.closed.done() else None})")
     for ch in chans:
         check_stream(ctx, f"fast subscriber {ch}", fast, ch, [o for o in acked[ch] if o >= start[ch]])
-    await asyncio.sleep(1.0)
+    # Still not reading: past --slow-consumer-seconds the gateway gives up on it (the close frame
+    # waits in the socket behind what was already written; the close timeout is long here).
+    await asyncio.sleep(4.0)
     slow.resume()
     cl = await slow.wait_closed(30)
     total = sum(len(slow.msgs.get(ch, [])) for ch in chans)
     ctx.expect(cl is not None and cl[0] == 4008,
                f"subscriber that stopped reading: close {cl} after {total}/{len(pubs)} messages, "
-               f"expected 4008 (--slow-consumer-bytes 65536)")
+               f"expected 4008 (--slow-consumer-bytes 65536 --slow-consumer-seconds 2)")
     again = await ctx.connect(srv, name="slow-resumed")
     for ch in chans:
         got = [f.get("offset") for f in slow.msgs.get(ch, [])]
