@@ -29,12 +29,6 @@ public struct KafkaConfiguration: Sendable {
         // A reader's warnings are about topics it was told to read (auto-creation notices and the like) and
         // arrive on librdkafka's own logger; its errors reach the handler as events anyway.
         if configuration["log_level"] == nil { configuration["log_level"] = "3" }
-        // All assigned partitions share one consumer queue, in arrival order: by default librdkafka prefetches
-        // up to 100 000 messages of a partition into it, so a replay of one partition would sit ahead of every
-        // other partition's records and end-of-partition events for that long. A few thousand per partition
-        // keep fetches large and the queue fair.
-        if configuration["queued.min.messages"] == nil { configuration["queued.min.messages"] = "2000" }
-        if configuration["queued.max.messages.kbytes"] == nil { configuration["queued.max.messages.kbytes"] = "8192" }
         return configuration
     }
 
