@@ -29,7 +29,9 @@ sys.path.insert(0, str(HERE))
 import cases_delivery  # noqa: E402
 import cases_edges  # noqa: E402
 import cases_faults  # noqa: E402
+import cases_flow  # noqa: E402
 import cases_history  # noqa: E402
+import cases_session  # noqa: E402
 import kafkatools  # noqa: E402
 import schemacheck  # noqa: E402
 from harness import CaseError, Ctx, format_exc  # noqa: E402
@@ -135,7 +137,15 @@ CASES = [
     ("bad_frames", cases_edges.case_bad_frames, 90),
     ("limits", cases_edges.case_limits, 45),
     ("handshake_http", cases_edges.case_handshake_http, 45),
+    ("unsub_resub_order", cases_session.case_unsub_resub_order, 60),
+    ("publish_field_limits", cases_session.case_publish_field_limits, 60),
+    ("time_start_pruned", cases_session.case_time_start_pruned, 90),
+    ("latest_after_restart", cases_session.case_latest_after_restart, 60),
+    ("drain_edges", cases_session.case_drain_edges, 90),
     ("slow_consumer", cases_faults.case_slow_consumer, 90),
+    ("pinned_close", cases_flow.case_pinned_close, 60),
+    ("slow_reader_catchup", cases_flow.case_slow_reader_catchup, 90),
+    ("sweep_not_starved", cases_flow.case_sweep_not_starved, 90),
     ("drain_sigterm", cases_faults.case_drain, 90),
     ("broker_outage", cases_faults.case_outage, 130),  # last: kills a cluster
 ]
@@ -257,7 +267,7 @@ def main() -> int:
     ap.add_argument("--binary", default=".build/debug/streamgate", help="streamgate executable")
     ap.add_argument("--only", default="", help="comma-separated case names (cluster_start always runs)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs) after a passing run")
-    ap.add_argument("--budget", type=float, default=330.0, help="hard time limit for the whole run (s)")
+    ap.add_argument("--budget", type=float, default=600.0, help="hard time limit for the whole run (s)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args()
     if args.list:
