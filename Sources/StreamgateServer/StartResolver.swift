@@ -71,7 +71,9 @@ struct StartResolver: Sendable {
         low = min(low, high)
         switch start {
         case .latest:
-            return StartResolution(next: known?.liveNext ?? high, head: high, gap: nil)
+            // `high` is at least the live reader's next offset: a cached head older than that (left from an
+            // earlier assignment) never starts a subscriber in the past.
+            return StartResolution(next: high, head: high, gap: nil)
         case .earliest:
             return StartResolution(next: low, head: high, gap: nil)
         case .offset(let offset, let partition):

@@ -34,6 +34,13 @@ import Testing
         #expect(resolution.head >= 120)
     }
 
+    @Test func latestStartsAtTheHeadWhenTheLiveReaderHasNotHandedItAllOverYet() throws {
+        // Record 154 was written before the subscribe: "latest" must not deliver it.
+        let resolver = StartResolver(lookup: FakeLookup(low: 0, high: 155),
+                                     known: { _ in KnownPosition(liveNext: 154, cached: (0, 155)) })
+        #expect(try resolver.resolve(.latest, in: Self.location) == StartResolution(next: 155, head: 155, gap: nil))
+    }
+
     @Test func latestWithoutALiveReaderAsksTheBroker() throws {
         let resolver = StartResolver(lookup: FakeLookup(low: 0, high: 130), known: { _ in nil })
         #expect(try resolver.resolve(.latest, in: Self.location) == StartResolution(next: 130, head: 130, gap: nil))

@@ -331,8 +331,9 @@ def _proc_state(pid: int) -> str:
 
 async def case_drain_edges(ctx: Ctx):
     """SIGTERM with publishes in flight and plain HTTP connections open: /readyz on an open
-    connection answers 503, an upgrade on an open keep-alive connection is refused (never
-    101), an idle keep-alive connection is closed by the gateway before it exits, every
+    connection answers 503, an upgrade on an already-open connection (after a keep-alive
+    request, as its first request, or completing a half-sent head) is refused (503 or close,
+    never 101), an idle keep-alive connection is closed by the gateway before it exits, every
     publish gets ack or nack, exit status 0."""
     srv = await ctx.start_serve("drain-edges", ctx.bootstrap, "e2e-drain-edges", ["--linger-ms", "1000"])
     pid, port = srv.proc.pid, srv.port
@@ -360,6 +361,12 @@ async def case_drain_edges(ctx: Ctx):
         k = await RawHTTP.open(name, port)
         await k.send(_get(path, "Content-Length: 4\r\n"))
         inreq[name] = k
+    # connections whose first request is the upgrade: opened with nothing sent, and with
+    # half of the upgrade head sent (the rest follows during the drain)
+    first = {"open-upgrade": await RawHTTP.open("open-upgrade", port),
+             "partial-upgrade": await RawHTTP.open("partial-upgrade", port)}
+    half = len(UPGRADE_REQ) // 2
+    await first["partial-upgrade"].send(UPGRADE_REQ[:half])
     idle = conns["ka-idle"]
     idle_closed = asyncio.get_running_loop().create_future()
 
@@ -436,8 +443,12 @@ async def case_drain_edges(ctx: Ctx):
         probe(conns["ka-upgrade"], UPGRADE_REQ, 1),
         probe(inreq["req-ready"], b"abcd", 1),
         probe(inreq["req-ready-upgrade"], b"abcd" + UPGRADE_REQ, 2),
+        probe(first["open-upgrade"], UPGRADE_REQ, 1),
+        probe(first["partial-upgrade"], UPGRADE_REQ[half:], 1),
     )
-    names = ["keep-alive GET /readyz", "keep-alive upgrade", "in-request /readyz", "in-request /readyz + pipelined upgrade"]
+    names = ["keep-alive GET /readyz", "keep-alive upgrade", "in-request /readyz",
+             "in-request /readyz + pipelined upgrade", "open connection, first request upgrade",
+             "half-sent upgrade completed"]
     show = {n: [(r[0] if isinstance(r, tuple) else r) for r in res] for n, res in zip(names, results)}
     await asyncio.wait(futs, timeout=30)
     cl = await wc.wait_closed(30)
@@ -448,7 +459,7 @@ async def case_drain_edges(ctx: Ctx):
         t_idle, idle_state, idle_data = None, None, None
     idle_task.cancel()
     settle(futs)
-    for k in list(conns.values()) + list(inreq.values()):
+    for k in list(conns.values()) + list(inreq.values()) + list(first.values()):
         k.close()
 
     ctx.expect(started is not None, f"no sign of a drain within 3s of SIGTERM (listener open, idle keep-alive "
@@ -462,7 +473,7 @@ async def case_drain_edges(ctx: Ctx):
     ctx.expect(ready_status, f"no /readyz probe on an open connection got an answer during the drain "
                              f"(all closed): cannot see 503 ({show})")
     # upgrades on already-open connections while draining
-    up = [r for r in results[1] + results[3][1:] if isinstance(r, tuple)]
+    up = [r for r in results[1] + results[3][1:] + results[4] + results[5] if isinstance(r, tuple)]
     ctx.expect(not [r for r in up if r[0] != 503],
                f"WebSocket upgrade on an open HTTP connection during the drain answered "
                f"{[r[0] for r in up]}, expected 503 or close ({show})")
