@@ -6,7 +6,7 @@ import json
 import signal
 import time
 
-from checks import (Pub, ack_order_checks, check_stream, make_pub, publish_many, strip, subscribe,
+from checks import (Pub, ack_order_checks, check_stream, make_pub, publish_many, send_tracked, strip, subscribe,
                     verify_acked, wait_delivered)
 import kafkatools
 from harness import CaseError, Ctx, now_ms, settle
@@ -25,16 +25,7 @@ async def case_drain(ctx: Ctx):
     for c in pubcs:
         for k in range(150):
             p = make_pub(c, ch, data_text='{"drain":%d}' % k, msg_id=f"{c.name}-{k}", seq=k)
-            fut = c.expect_reply(p.rid)
-
-            def cb(f, p=p):
-                if not f.cancelled() and f.exception() is None:
-                    p.reply = f.result()
-                    p.reply_ms = p.reply.get("_ms")
-                    p.reply_n = p.reply.get("_n")
-            fut.add_done_callback(cb)
-            p.send_ms = now_ms()
-            await c.send_text(p.text)
+            fut = await send_tracked(c, p)
             pubs.append(p)
             futs.append(fut)
     await asyncio.sleep(0.05)

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 
 import kafkatools
-from checks import (Pub, check_stream, make_pub, publish_many, read_partitions, rfc3339, strip,
+from checks import (Pub, check_stream, make_pub, publish_many, read_partitions, rfc3339, send_tracked, strip,
                     subscribe, verify_acked, wait_delivered)
 from harness import REPLY_TYPES, CaseError, Ctx, now_ms, settle
 
@@ -387,16 +387,7 @@ async def case_drain_edges(ctx: Ctx):
     futs = []
     for k in range(200):
         p = make_pub(wc, ch, data_text='{"d":%d}' % k, msg_id=f"de-{k}", seq=k)
-        fut = wc.expect_reply(p.rid)
-
-        def cb(f, p=p):
-            if not f.cancelled() and f.exception() is None:
-                p.reply = f.result()
-                p.reply_ms = p.reply.get("_ms")
-                p.reply_n = p.reply.get("_n")
-        fut.add_done_callback(cb)
-        p.send_ms = now_ms()
-        await wc.send_text(p.text)
+        fut = await send_tracked(wc, p)
         pubs.append(p)
         futs.append(fut)
     await asyncio.sleep(0.1)

@@ -114,6 +114,22 @@ def make_pub(client: Client, channel, *, data_text=None, data_bytes=None, msg_id
                traceparent, seq)
 
 
+
+async def send_tracked(client: Client, p):
+    """Sends publish `p` and returns the future of its reply; `p.reply`, `p.reply_ms`, `p.reply_n`
+    are filled in when it comes."""
+    fut = client.expect_reply(p.rid)
+
+    def cb(f, p=p):
+        if not f.cancelled() and f.exception() is None:
+            p.reply = f.result()
+            p.reply_ms = p.reply.get("_ms")
+            p.reply_n = p.reply.get("_n")
+    fut.add_done_callback(cb)
+    p.send_ms = now_ms()
+    await client.send_text(p.text)
+    return fut
+
 async def publish_many(client: Client, pubs: list[Pub], window: int, reply_timeout: float = 30.0,
                        stall_timeout: float = 30.0, pace: float = 0.0):
     """Sends pubs in order with at most `window` unanswered; fills pub.reply (None when
