@@ -24,8 +24,17 @@ public struct RecordHeaders: Sendable, Equatable {
     /// The W3C trace context the client supplied.
     public var traceparent: String?
 
-    public init(contentType: String, msgID: String? = nil, sender: String, connection: String, node: String,
-                traceparent: String? = nil) {
+    /// - Parameters:
+    ///   - contentType: `application/json` or `application/octet-stream`.
+    ///   - msgID: the client's idempotency key, if it gave one.
+    ///   - sender: the authenticated subject, or `anonymous`.
+    ///   - connection: the connection id.
+    ///   - node: the gateway node id.
+    ///   - traceparent: the trace context the client supplied, if any.
+    public init(
+        contentType: String, msgID: String? = nil, sender: String, connection: String, node: String,
+        traceparent: String? = nil
+    ) {
         self.contentType = contentType
         self.msgID = msgID
         self.sender = sender
@@ -37,8 +46,12 @@ public struct RecordHeaders: Sendable, Equatable {
     /// The headers in the order they are written to a record: content-type, sg-sender, sg-conn, sg-node, then
     /// sg-msg-id and traceparent when present.
     public var fields: [(name: String, value: String)] {
-        var fields = [(Name.contentType, contentType), (Name.sender, sender), (Name.connection, connection),
-                      (Name.node, node)]
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(6)
+        fields.append((Name.contentType, contentType))
+        fields.append((Name.sender, sender))
+        fields.append((Name.connection, connection))
+        fields.append((Name.node, node))
         if let msgID { fields.append((Name.msgID, msgID)) }
         if let traceparent { fields.append((Name.traceparent, traceparent)) }
         return fields
@@ -47,23 +60,30 @@ public struct RecordHeaders: Sendable, Equatable {
     /// One of the contract's headers.
     public enum Known: Sendable { case contentType, msgID, sender, connection, node, traceparent }
 
-    /// Which of the contract's headers a raw header name is; no allocation.
+    /// Which of the contract's headers a raw header name is (exact, case-sensitive bytes); no allocation.
+    ///
+    /// - Parameters:
+    ///   - name: the header name's bytes, without a terminating NUL.
     public static func known(_ name: UnsafeRawBufferPointer) -> Known? {
-        func equals(_ literal: StaticString) -> Bool {
-            literal.utf8CodeUnitCount == name.count
-                && literal.withUTF8Buffer { $0.elementsEqual(name) }
-        }
-        switch name.count {
-        case 12: return equals("content-type") ? .contentType : nil
-        case 9:
-            if equals("sg-msg-id") { return .msgID }
-            if equals("sg-sender") { return .sender }
-            return nil
-        case 7:
-            if equals("sg-conn") { return .connection }
-            return equals("sg-node") ? .node : nil
-        case 11: return equals("traceparent") ? .traceparent : nil
-        default: return nil
+        if matches(Name.contentType, name) { return .contentType }
+        if matches(Name.sender, name) { return .sender }
+        if matches(Name.connection, name) { return .connection }
+        if matches(Name.node, name) { return .node }
+        if matches(Name.msgID, name) { return .msgID }
+        if matches(Name.traceparent, name) { return .traceparent }
+        return nil
+    }
+
+    /// Byte equality by hand over the literal's own storage: this runs for every header of every record read,
+    /// and generic sequence comparisons (or a loop over a collection of names) allocate in unoptimised builds.
+    private static func matches(_ literal: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        // The names are literals: their UTF-8 count is stored, so lengths rule out most candidates for free,
+        // and `withUTF8` lends their contiguous bytes without copying.
+        guard literal.utf8.count == bytes.count else { return false }
+        var literal = literal
+        return literal.withUTF8 { utf8 in
+            for index in 0..<utf8.count where utf8[index] != bytes[index] { return false }
+            return true
         }
     }
 }

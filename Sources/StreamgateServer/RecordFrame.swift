@@ -18,11 +18,11 @@ enum RecordFrame {
         var msgId: UnsafeRawBufferPointer?
         var sender: UnsafeRawBufferPointer?
         record.forEachHeader { name, value in
-            switch headerName(name) {
+            switch RecordHeaders.known(UnsafeRawBufferPointer(start: name, count: strlen(name))) {
             case .contentType: contentType = value
-            case .msgId: msgId = value
+            case .msgID: msgId = value
             case .sender: sender = value
-            case .other: break
+            case .connection, .node, .traceparent, nil: break
             }
         }
         let value = record.value
@@ -33,18 +33,5 @@ enum RecordFrame {
             into: &out, channel: record.key, offset: record.offset, timestamp: record.timestampMilliseconds,
             payload: payload, msgId: msgId, sender: sender)
         return out
-    }
-
-    private enum HeaderName { case contentType, msgId, sender, other }
-
-    private static func headerName(_ name: UnsafePointer<CChar>) -> HeaderName {
-        switch UInt8(bitPattern: name[0]) {
-        case UInt8(ascii: "c"): return strcmp(name, "content-type") == 0 ? .contentType : .other
-        case UInt8(ascii: "s"):
-            if strcmp(name, "sg-msg-id") == 0 { return .msgId }
-            if strcmp(name, "sg-sender") == 0 { return .sender }
-            return .other
-        default: return .other
-        }
     }
 }

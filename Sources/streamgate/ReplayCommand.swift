@@ -88,7 +88,7 @@ struct ReplayCommand: ParsableCommand {
         var contentType: UnsafeRawBufferPointer?
         record.forEachHeader { name, value in
             let name = String(cString: name)
-            if name == "content-type" { contentType = value }
+            if name == RecordHeaders.Name.contentType { contentType = value }
             headers.append((name, Array(value)))
         }
         return AuditLineEncoder.line(

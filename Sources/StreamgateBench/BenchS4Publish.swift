@@ -3,8 +3,8 @@ import Logging
 import StreamgateClient
 
 /// S4: publish with a durable ack, pipelined, against the raw librdkafka producer with the same settings.
-struct BenchS4Publish: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchS4Publish: BenchScenario {
+    public static let configuration = CommandConfiguration(
         commandName: "s4-publish",
         abstract: "Publish-with-ack throughput and latency vs the raw librdkafka producer (same settings, same Kafka).",
         discussion: """
@@ -29,8 +29,9 @@ struct BenchS4Publish: AsyncParsableCommand {
     @Option(help: "Measured seconds per open-loop case.") var openLoopDuration = 3.0
     @Option(help: "Payload size of the open-loop cases.") var openLoopPayload = 100
 
-    func run() async throws {
-        let logger = LogSetup.bootstrap(level: .warning)
+    public init() {}
+
+    public func run(logger: Logger) async throws {
         let environment = try BenchEnvironment.start(options, scenario: "s4")
         defer { environment.stop() }
         var settings = options.producerSettings

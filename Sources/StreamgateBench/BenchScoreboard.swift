@@ -3,8 +3,8 @@ import Foundation
 
 /// `streamgate bench scoreboard`: folds several runs' JSON reports into one file and a markdown table of
 /// medians and spreads.
-struct BenchScoreboard: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchScoreboard: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "scoreboard",
         abstract: "Summarise bench JSON reports (median and min–max over runs) as markdown and JSON.")
 
@@ -47,7 +47,9 @@ struct BenchScoreboard: ParsableCommand {
         var runs: [BenchReport]
     }
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         let decoder = JSONDecoder()
         let loaded = try reports.map {
             try decoder.decode(BenchReport.self, from: Data(contentsOf: URL(fileURLWithPath: $0)))

@@ -5,8 +5,8 @@ import Synchronization
 
 /// S5: one channel, N subscribers, one publisher at a fixed rate; deliveries per second and publish → deliver
 /// latency, against the raw consumer reading the same records.
-struct BenchS5Fanout: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchS5Fanout: BenchScenario {
+    public static let configuration = CommandConfiguration(
         commandName: "s5-fanout",
         abstract: "Fan-out of one channel to N subscribers vs the raw librdkafka consumer (same Kafka).",
         discussion: """
@@ -25,8 +25,9 @@ struct BenchS5Fanout: AsyncParsableCommand {
     @Option(help: "Warm-up seconds per case.") var warmup = 1.0
     @Option(help: "Parse one message in this many per event loop for latency.") var sampleEvery = 4
 
-    func run() async throws {
-        let logger = LogSetup.bootstrap(level: .warning)
+    public init() {}
+
+    public func run(logger: Logger) async throws {
         let environment = try BenchEnvironment.start(options, scenario: "s5")
         defer { environment.stop() }
         var settings = options.producerSettings

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import StreamgateCore
 import StreamgateKafka
 
 #if canImport(Glibc)
@@ -35,12 +36,9 @@ final class BenchRawProducer: Sendable {
     func shutdown() { producer.shutdown(timeoutMilliseconds: 10_000) }
 
     /// The headers the gateway writes, so records are alike on both sides.
-    static let gatewayLikeHeaders = [
-        KafkaHeader(name: "content-type", string: "application/json"),
-        KafkaHeader(name: "sg-sender", string: "anonymous"),
-        KafkaHeader(name: "sg-conn", string: "bench-raw"),
-        KafkaHeader(name: "sg-node", string: "bench"),
-    ]
+    static let gatewayLikeHeaders = RecordHeaders(
+        contentType: "application/json", sender: "anonymous", connection: "bench-raw", node: "bench"
+    ).fields.map { KafkaHeader(name: $0.name, string: $0.value) }
 
     /// Produces as fast as `maxInFlight` outstanding records allow until the window ends; counts delivery
     /// reports that arrive inside the window. Blocking.

@@ -5,8 +5,8 @@ import NIOPosix
 import StreamgateClient
 
 /// S7: replay of one channel from an old offset by one client, against the raw consumer reading the same range.
-struct BenchS7Replay: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct BenchS7Replay: BenchScenario {
+    public static let configuration = CommandConfiguration(
         commandName: "s7-replay",
         abstract: "Replay of one channel from its first offset vs the raw librdkafka consumer (same records).",
         discussion: """
@@ -21,8 +21,9 @@ struct BenchS7Replay: AsyncParsableCommand {
     @Option(help: "Payload size in bytes.") var payload = 100
     @Option(help: "Seconds allowed for each replay.") var timeout = 40.0
 
-    func run() async throws {
-        let logger = LogSetup.bootstrap(level: .warning)
+    public init() {}
+
+    public func run(logger: Logger) async throws {
         let environment = try BenchEnvironment.start(options, scenario: "s7")
         defer { environment.stop() }
         var settings = options.producerSettings
