@@ -30,6 +30,7 @@ final class BenchRawProducer: Sendable {
         configuration["client.id"] = "streamgate-bench"
         configuration["allow.auto.create.topics"] = "false"
         self.producer = try KafkaProducer(configuration: configuration, logger: logger)
+        producer.start()
         self.topic = topic
     }
 

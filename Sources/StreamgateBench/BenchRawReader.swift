@@ -42,6 +42,7 @@ enum BenchRawReader {
             }
             if finished { done.signal() }
         }
+        reader.start()
         defer { reader.shutdown() }
         state.withLockedValue { $0.started = BenchClock.now() }
         reader.reposition(topic: topic, partition: partition, offset: offset, generation: 1)
@@ -74,6 +75,7 @@ enum BenchRawReader {
                 state.latency.record(nanoseconds: now &- sent)
             }
         }
+        reader.start()
         defer { reader.shutdown() }
         reader.reposition(topic: topic, partition: partition, offset: offset, generation: 1)
         ready()

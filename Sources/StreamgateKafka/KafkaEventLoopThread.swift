@@ -11,6 +11,7 @@ final class KafkaEventLoopThread: @unchecked Sendable {
     private let name: String
     private let handle: (OpaquePointer) -> Void
     private let stopped = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
     /// - Parameters:
@@ -23,6 +24,7 @@ final class KafkaEventLoopThread: @unchecked Sendable {
     }
 
     func start() {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let thread = Thread { [self] in
             while !stopped.load(ordering: .acquiring) {
                 guard let event = rd_kafka_queue_poll(queue, 1000) else { continue }
@@ -39,6 +41,6 @@ final class KafkaEventLoopThread: @unchecked Sendable {
     func stop() {
         stopped.store(true, ordering: .releasing)
         rd_kafka_queue_yield(queue)
-        finished.wait()
+        if started.load(ordering: .acquiring) { finished.wait() }
     }
 }

@@ -36,7 +36,8 @@ public final class KafkaProducer: @unchecked Sendable {
     private var thread: KafkaEventLoopThread!
 
     /// Creates the producer. Idempotence, `acks=all` and the murmur2 partitioner are always on: they are
-    /// what the gateway's acknowledgements and channel→partition mapping mean.
+    /// what the gateway's acknowledgements and channel→partition mapping mean. Opens the handle; reports
+    /// are served from ``start()`` on.
     public init(configuration: KafkaConfiguration, logger: Logger) throws {
         var configuration = configuration
         configuration["enable.idempotence"] = "true"
@@ -52,6 +53,11 @@ public final class KafkaProducer: @unchecked Sendable {
         self.thread = KafkaEventLoopThread(queue: queue, name: "kafka-producer-events") { [unowned self] event in
             self.serve(event)
         }
+    }
+
+    /// Starts the thread that serves delivery reports; ``shutdown(timeoutMilliseconds:)`` stops it.
+    /// Records produced before are reported once it runs.
+    public func start() {
         thread.start()
     }
 

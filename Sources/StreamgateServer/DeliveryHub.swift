@@ -37,11 +37,11 @@ final class DeliveryHub: Sendable {
 
     private let slots = NIOLockedValueBox([TopicPartition: Slot]())
     private let readers = NIOLockedValueBox<(live: KafkaPartitionReader, sweep: KafkaPartitionReader)?>(nil)
-    private let lookup: KafkaPartitionLookup
+    private let lookup: any PartitionLookup
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
 
-    init(configuration: KafkaConfiguration, lookup: KafkaPartitionLookup, logger: Logger) throws {
+    init(configuration: KafkaConfiguration, lookup: any PartitionLookup, logger: Logger) throws {
         self.lookup = lookup
         self.logger = logger
         let readerConfiguration = configuration
@@ -113,6 +113,13 @@ final class DeliveryHub: Sendable {
     func stalledPartitions(longerThan threshold: Duration) -> [TopicPartition] {
         let now = ContinuousClock.now
         return stalled.withLockedValue { $0.filter { now - $0.value >= threshold }.map(\.key) }
+    }
+
+    /// Starts both readers' threads.
+    func start() {
+        guard let (live, sweep) = readers.withLockedValue({ $0 }) else { return }
+        live.start()
+        sweep.start()
     }
 
     /// Stops both readers. Blocking.

@@ -11,34 +11,32 @@ import StreamgateKafka
 import Glibc
 #endif
 
-/// A gateway node as a service: it binds, serves WebSocket and HTTP clients until a graceful shutdown,
-/// then drains (stops accepting, answers in-flight publishes, closes clients with 1001, flushes the
-/// producer) and releases Kafka.
+/// A gateway node's edge as a service: it binds, serves WebSocket and HTTP clients until a graceful
+/// shutdown, then drains (stops accepting, answers in-flight publishes, closes clients with 1001). Kafka is
+/// the ``KafkaBackend``'s, a service of its own that outlives the drain (``GatewayNode/services``).
 public final class GatewayServer: Service {
     private let configuration: GatewayConfiguration
+    private let backend: KafkaBackend
     private let logger: Logger
     private let onListening: @Sendable (String, Int) -> Void
 
     /// - Parameters:
     ///   - onListening: called once bound, with the host and the actual port.
-    public init(configuration: GatewayConfiguration, logger: Logger,
+    public init(configuration: GatewayConfiguration, backend: KafkaBackend, logger: Logger,
                 onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) {
         self.configuration = configuration
+        self.backend = backend
         self.logger = logger
         self.onListening = onListening
     }
 
     public func run() async throws {
         let configuration = self.configuration
+        let backend = self.backend
         let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
         let searchPool = NIOThreadPool(numberOfThreads: 2)
         searchPool.start()
-        let backend = try await pool.runIfActive { try KafkaBackend(configuration: configuration, logger: self.logger) }
-        if backend.embeddedCluster != nil {
-            logger.warning(
-                "DEVELOPMENT MODE: embedded in-memory Kafka at \(backend.bootstrap) — NOT DURABLE, data is lost on exit; pass --brokers for a real cluster")
-        }
         logger.warning("ANONYMOUS ACCESS: authentication is not enabled; every client publishes as \"anonymous\"")
         let environment = SessionEnvironment(
             configuration: configuration, backend: backend, registry: ConnectionRegistry(), blockingPool: pool,
@@ -49,7 +47,6 @@ public final class GatewayServer: Service {
             server = try await Self.bootstrap(group: group, environment: environment)
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
-            _ = try? await pool.runIfActive { backend.shutdown(flushMilliseconds: 1000) }
             try await group.shutdownGracefully()
             try await pool.shutdownGracefully()
             try await searchPool.shutdownGracefully()
@@ -59,23 +56,12 @@ public final class GatewayServer: Service {
         logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         onListening(configuration.host, port)
 
-        _ = try? await pool.runIfActive { backend.refresh() }
-        let refresher = Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(configuration.metadataRefreshSeconds))
-                _ = try? await pool.runIfActive { backend.refresh() }
-            }
-        }
         try? await gracefulShutdown()
 
         logger.info("draining", metadata: ["connections": "\(environment.registry.count)"])
         environment.lifecycle.beginDrain()
-        refresher.cancel()
         try? await server.close()
         await drain(environment)
-        _ = try? await pool.runIfActive {
-            backend.shutdown(flushMilliseconds: Int32(configuration.drainSeconds * 1000))
-        }
         try await group.shutdownGracefully()
         try await pool.shutdownGracefully()
         try await searchPool.shutdownGracefully()
@@ -87,23 +73,13 @@ public final class GatewayServer: Service {
     private func drain(_ environment: SessionEnvironment) async {
         let registry = environment.registry
         registry.broadcast(.beginDrain)
-        let deadline = ContinuousClock.now + .seconds(configuration.drainSeconds)
-        while registry.inFlight > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        if registry.inFlight > 0 {
-            logger.warning("drain time is over; failing in-flight publishes", metadata: ["in_flight": "\(registry.inFlight)"])
+        if await !registry.inFlight.waitForZero(timeout: .seconds(configuration.drainSeconds)) {
+            logger.warning("drain time is over; failing in-flight publishes", metadata: ["in_flight": "\(registry.inFlight.value)"])
             environment.backend.producer.purge()
-            let purgeDeadline = ContinuousClock.now + .seconds(5)
-            while registry.inFlight > 0, ContinuousClock.now < purgeDeadline {
-                try? await Task.sleep(for: .milliseconds(20))
-            }
+            _ = await registry.inFlight.waitForZero(timeout: .seconds(5))
         }
         registry.broadcast(.closeForDrain)
-        let closeDeadline = ContinuousClock.now + .seconds(3)
-        while registry.count > 0, ContinuousClock.now < closeDeadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+        _ = await registry.waitUntilEmpty(timeout: .seconds(3))
     }
 
     private static func bootstrap(group: any EventLoopGroup, environment: SessionEnvironment) -> ServerBootstrap {

@@ -18,7 +18,7 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        environment.registry.add(ObjectIdentifier(self), .init(channel: context.channel, window: nil))
+        environment.registry.add(ObjectIdentifier(self), context.channel)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

@@ -1,16 +1,24 @@
+import Dispatch
 import Logging
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import StreamgateCore
 import StreamgateKafka
 
 /// The gateway's Kafka side: producer, delivery hub, look-ups, and — without brokers — an embedded
 /// development cluster.
 ///
+/// A service with an ordered life: creating it opens the handles and starts no thread; ``run()`` starts the
+/// producer's report thread and the readers, refreshes metadata until a graceful shutdown, then stops
+/// reading, flushes the producer and releases everything. Put it before the ``GatewayServer`` in the
+/// service group: the group shuts services down in reverse order, so the server's drain (which still
+/// produces and delivers) is over before the backend stops.
+///
 /// Metadata the edge needs on every subscribe or probe is kept here and refreshed by ``refresh()`` (called
 /// periodically by the server): partition counts — so a topic that grows partitions moves its channels'
 /// subscriptions instead of silently reading the old partition — and Kafka's reachability, so `/readyz`
 /// costs no request.
-final class KafkaBackend: Sendable {
+public final class KafkaBackend: Service, Sendable {
     let producer: KafkaProducer
     let hub: DeliveryHub
     let lookup: KafkaPartitionLookup
@@ -20,9 +28,16 @@ final class KafkaBackend: Sendable {
     private let partitionCounts = NIOLockedValueBox([String: Int]())
     private let reachability = NIOLockedValueBox<String?>("not checked yet")
     private let logger: Logger
+    private let refreshInterval: Duration
+    private let flushMilliseconds: Int32
+    /// Where the blocking calls of ``run()`` go: never the cooperative pool.
+    private let blocking = DispatchQueue(label: "streamgate.backend")
 
-    init(configuration: GatewayConfiguration, logger: Logger) throws {
+    /// Opens the Kafka handles (and creates the development cluster without brokers). Blocking.
+    public init(configuration: GatewayConfiguration, logger: Logger) throws {
         self.logger = logger
+        self.refreshInterval = .seconds(configuration.metadataRefreshSeconds)
+        self.flushMilliseconds = Int32(configuration.drainSeconds * 1000)
         if let brokers = configuration.brokers {
             self.embeddedCluster = nil
             self.bootstrap = brokers
@@ -49,6 +64,33 @@ final class KafkaBackend: Sendable {
         let hub = try DeliveryHub(configuration: kafka, lookup: lookup, logger: logger)
         self.hub = hub
         self.resolver = StartResolver(lookup: lookup, known: { hub.knownPosition($0) })
+    }
+
+    public func run() async throws {
+        if embeddedCluster != nil {
+            logger.warning(
+                "DEVELOPMENT MODE: embedded in-memory Kafka at \(bootstrap) — NOT DURABLE, data is lost on exit; pass --brokers for a real cluster")
+        }
+        producer.start()
+        hub.start()
+        await onBlockingQueue { self.refresh() }
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: self.refreshInterval)
+                guard !Task.isCancelled else { break }
+                await self.onBlockingQueue { self.refresh() }
+            }
+        }
+        await onBlockingQueue { self.shutdown(flushMilliseconds: self.flushMilliseconds) }
+    }
+
+    private func onBlockingQueue(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            blocking.async {
+                work()
+                continuation.resume()
+            }
+        }
     }
 
     /// The partition count of `topic`, cached once known (``refresh()`` follows changes). Blocking on the
@@ -100,7 +142,7 @@ final class KafkaBackend: Sendable {
 
     /// Stops reading, flushes the producer (failing what cannot be delivered), and releases everything.
     /// Blocking.
-    func shutdown(flushMilliseconds: Int32) {
+    private func shutdown(flushMilliseconds: Int32) {
         hub.shutdown()
         producer.shutdown(timeoutMilliseconds: flushMilliseconds)
         lookup.shutdown()

@@ -22,7 +22,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     private let environment: SessionEnvironment
     private let connectionID: String
     private let boundStart: StartPosition
-    private let window = PublishWindow()
+    private let window: PublishWindow
     private var machine: SessionStateMachine
     private var outbox: ConnectionOutbox!
     private var publisher: Publisher!
@@ -37,6 +37,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         self.environment = environment
         self.connectionID = connectionID
         self.boundStart = boundStart
+        self.window = PublishWindow(total: environment.registry.inFlight)
         let configuration = environment.configuration
         self.machine = SessionStateMachine(configuration: .init(
             boundChannel: boundChannel, namespaces: configuration.namespaces,
@@ -64,7 +65,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
                           maxInFlightBytes: configuration.maxInFlightBytesPerConnection),
             window: window, outbox: outbox,
             onRoom: { channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened) })
-        environment.registry.add(ObjectIdentifier(self), .init(channel: channel, window: window))
+        environment.registry.add(ObjectIdentifier(self), channel)
         perform(machine.opened(boundStart: boundStart))
     }
 

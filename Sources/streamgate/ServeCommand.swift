@@ -50,12 +50,12 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = LogSetup.bootstrap(level: logLevel)
         let configuration = try makeConfiguration(environment: ProcessInfo.processInfo.environment)
-        let server = GatewayServer(configuration: configuration, logger: logger) { host, port in
+        let services = try GatewayNode.services(configuration: configuration, logger: logger) { host, port in
             StandardOutput.line("listening on \(host):\(port)")
         }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
-                                 logger: logger))
+            configuration: .init(services: services.map { .init(service: $0) },
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 

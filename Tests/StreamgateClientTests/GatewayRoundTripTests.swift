@@ -21,11 +21,11 @@ import Testing
         configuration.port = 0
         configuration.drainSeconds = 1
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let server = GatewayServer(configuration: configuration, logger: logger) { _, port in
+        let services = try GatewayNode.services(configuration: configuration, logger: logger) { _, port in
             portContinuation.yield(port)
             portContinuation.finish()
         }
-        let group = ServiceGroup(services: [server], logger: logger)
+        let group = ServiceGroup(services: services, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             var iterator = ports.makeAsyncIterator()

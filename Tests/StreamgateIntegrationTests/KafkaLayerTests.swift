@@ -44,6 +44,7 @@ import Testing
     @Test func deliveryReportsCarryOrderedOffsetsOnTheMurmur2Partition() throws {
         try withCluster { cluster in
             let producer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": cluster.bootstrapServers]), logger: logger)
+            producer.start()
             defer { producer.shutdown(timeoutMilliseconds: 5000) }
             for channel in ["doc:1", "doc:2", "news", "a/b@c"] {
                 let reports = try produce(producer, key: channel, values: (0..<20).map { "{\"n\":\($0)}" })
@@ -61,6 +62,7 @@ import Testing
         try withCluster(partitions: 1) { cluster in
             let configuration = KafkaConfiguration(["bootstrap.servers": cluster.bootstrapServers])
             let producer = try KafkaProducer(configuration: configuration, logger: logger)
+            producer.start()
             defer { producer.shutdown(timeoutMilliseconds: 5000) }
             _ = try produce(producer, key: "k", values: (0..<10).map { "\($0)" }, timestamp: { 10_000 + Int64($0) * 1000 })
             let lookup = try KafkaPartitionLookup(configuration: configuration)
@@ -90,6 +92,7 @@ import Testing
         try withCluster(partitions: 1) { cluster in
             let configuration = KafkaConfiguration(["bootstrap.servers": cluster.bootstrapServers])
             let producer = try KafkaProducer(configuration: configuration, logger: logger)
+            producer.start()
             defer { producer.shutdown(timeoutMilliseconds: 5000) }
             _ = try produce(producer, key: "k", values: ["1", "2", "3"])
             let events = NIOLockedValueBox<[String]>([])
@@ -101,6 +104,7 @@ import Testing
                 default: break
                 }
             }
+            reader.start()
             defer { reader.shutdown() }
             reader.reposition(topic: "t", partition: 0, offset: 1, generation: 1)
             try wait { events.withLockedValue { $0.contains("eof3") } }

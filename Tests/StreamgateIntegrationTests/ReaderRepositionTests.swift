@@ -14,6 +14,7 @@ import Testing
         try cluster.createTopic("t", partitions: 1)
         let configuration = KafkaConfiguration(["bootstrap.servers": cluster.bootstrapServers])
         let producer = try KafkaProducer(configuration: configuration, logger: Logger(label: "test"))
+        producer.start()
         let delivered = DispatchSemaphore(value: 0)
         let value = [UInt8](repeating: 65, count: 5000)
         for _ in 0..<600 {
@@ -40,6 +41,7 @@ import Testing
                 readerBox.withLockedValue { $0 }?.reposition(topic: "t", partition: 0, offset: 0, generation: 2)
             }
         }
+        reader.start()
         readerBox.withLockedValue { $0 = reader }
         defer { reader.shutdown() }
         reader.reposition(topic: "t", partition: 0, offset: 0, generation: 1)
