@@ -18,6 +18,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        // jwt-kit's own dependency, named here because the token tests use its extra algorithms directly.
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -50,6 +54,9 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strictSwift
         ),
@@ -94,6 +101,15 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        // Fuzz targets: each feeds bytes to one parser of StreamgateCore. A plain build replays the corpus under
+        // Tests/fuzz/; `ops/fuzz.sh` builds them for coverage-guided fuzzing (its flags) and fuzzes.
+        .target(name: "FuzzSupport", path: "Sources/Fuzz/FuzzSupport", swiftSettings: strictSwift),
+        .executableTarget(name: "fuzz-frame", dependencies: ["StreamgateCore", "FuzzSupport"], path: "Sources/Fuzz/FuzzFrame",
+                          swiftSettings: strictSwift),
+        .executableTarget(name: "fuzz-request", dependencies: ["StreamgateCore", "FuzzSupport"], path: "Sources/Fuzz/FuzzRequest",
+                          swiftSettings: strictSwift),
+        .executableTarget(name: "fuzz-handshake", dependencies: ["StreamgateCore", "FuzzSupport"], path: "Sources/Fuzz/FuzzHandshake",
+                          swiftSettings: strictSwift),
         .testTarget(
             name: "StreamgateCoreTests",
             dependencies: ["StreamgateCore"],
@@ -109,6 +125,12 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: strictSwift
         ),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Streamgate need on Debian 12: librdkafka (linked as a
-# system library), kcat, and the Python packages the end-to-end suite drives the gateway with.
+# system library), kcat, openssl (test certificates), and the Python packages the end-to-end suite drives the gateway with.
 # Idempotent: does nothing that is already there.
 set -euo pipefail
 
@@ -8,6 +8,9 @@ need_apt=()
 dpkg -s librdkafka-dev >/dev/null 2>&1 || need_apt+=(librdkafka-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The JWKS fetch goes through the toolchain's networking library, which loads libcurl.
+dpkg -s libcurl4 >/dev/null 2>&1 || need_apt+=(libcurl4)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     SUDO=""
@@ -22,8 +25,9 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import websockets, aiohttp, confluent_kafka, jsonschema' >/dev/null 2>&1; then
-    echo "installing Python packages: websockets aiohttp confluent-kafka jsonschema" >&2
-    "$PY" -m pip install -q --disable-pip-version-check websockets aiohttp confluent-kafka jsonschema \
-        || "$PY" -m pip install -q --disable-pip-version-check --break-system-packages websockets aiohttp confluent-kafka jsonschema
+PIP_PACKAGES=(websockets aiohttp confluent-kafka jsonschema pyjwt cryptography)
+if ! "$PY" -c 'import websockets, aiohttp, confluent_kafka, jsonschema, jwt, cryptography' >/dev/null 2>&1; then
+    echo "installing Python packages: ${PIP_PACKAGES[*]}" >&2
+    "$PY" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" \
+        || "$PY" -m pip install -q --disable-pip-version-check --break-system-packages "${PIP_PACKAGES[@]}"
 fi

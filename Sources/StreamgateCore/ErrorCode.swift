@@ -27,6 +27,7 @@ public enum CloseCode {
     public static let tooBig: UInt16 = 1009
     public static let internalError: UInt16 = 1011
     public static let tryAgainLater: UInt16 = 1013
+    public static let pingTimeout: UInt16 = 4000
     public static let unauthorized: UInt16 = 4001
     public static let forbidden: UInt16 = 4003
     public static let slowConsumer: UInt16 = 4008

@@ -108,6 +108,17 @@ public enum ServerFrameEncoder {
         return out
     }
 
+    /// A token was accepted (PROTOCOL §8): who the connection now speaks for, until when.
+    public static func authed(id: RequestID?, subject: String, expiresAt: Int64) -> [UInt8] {
+        var out = header("authed", id: id)
+        out.append(contentsOf: #","sub":"#.utf8)
+        appendString(&out, subject)
+        out.append(contentsOf: #","exp":"#.utf8)
+        appendInteger(&out, expiresAt)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     /// A discontinuity discovered after `subscribed` (records pruned before this subscriber read them).
     public static func gap(channel: ChannelName, _ gap: Gap) -> [UInt8] {
         var out = Array(#"{"type":"gap","channel":"#.utf8)

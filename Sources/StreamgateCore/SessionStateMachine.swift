@@ -22,13 +22,41 @@ public struct SessionStateMachine: Sendable {
         public var maxSubscriptions: Int
         /// Start look-ups one connection may have running at once.
         public var maxConcurrentResolutions: Int
+        /// Whether the node requires a token (PROTOCOL §8); without, every client is `anonymous` and may do
+        /// everything.
+        public var authRequired: Bool
+        /// Who the upgrade's header token says the client is; `nil` without one.
+        public var headerIdentity: Identity?
+        /// How long a connection without a token has to authenticate, in nanoseconds.
+        public var authTimeoutNanoseconds: Int64
+        /// Namespaces anyone may subscribe to.
+        public var publicNamespaces: Set<String>
 
         public init(boundChannel: ChannelName?, namespaces: NamespaceMap, maxSubscriptions: Int,
-                    maxConcurrentResolutions: Int) {
+                    maxConcurrentResolutions: Int, authRequired: Bool = false, headerIdentity: Identity? = nil,
+                    authTimeoutNanoseconds: Int64 = 5_000_000_000, publicNamespaces: Set<String> = []) {
             self.boundChannel = boundChannel
             self.namespaces = namespaces
             self.maxSubscriptions = maxSubscriptions
             self.maxConcurrentResolutions = maxConcurrentResolutions
+            self.authRequired = authRequired
+            self.headerIdentity = headerIdentity
+            self.authTimeoutNanoseconds = authTimeoutNanoseconds
+            self.publicNamespaces = publicNamespaces
+        }
+    }
+
+    /// Who a verified token says the client is, and what it may do.
+    public struct Identity: Sendable, Equatable {
+        public var subject: String
+        /// `exp`, seconds since 1970.
+        public var expiresAt: Int64
+        public var permissions: ChannelPermissions
+
+        public init(subject: String, expiresAt: Int64, permissions: ChannelPermissions) {
+            self.subject = subject
+            self.expiresAt = expiresAt
+            self.permissions = permissions
         }
     }
 
@@ -59,15 +87,22 @@ public struct SessionStateMachine: Sendable {
         case detach(Ticket)
         /// Forget a ticket that was never attached.
         case discard(Ticket)
-        /// Hand a publish to the publisher.
+        /// Hand a publish to the publisher; `sender` is the verified subject (or `anonymous`).
         case publish(id: RequestID?, channel: ChannelName, topic: String, payload: Payload, msgID: String?,
-                     traceparent: String?)
+                     traceparent: String?, sender: String)
+        /// Verify `token` (off the event loop), then report ``tokenVerified(_:id:)`` or
+        /// ``tokenRejected(id:reason:)``.
+        case verifyToken(id: RequestID?, token: String)
         case pauseReading
         /// Answer every publish still waiting for room in the producer's queue with `nack` (not persisted).
         case failWaitingPublishes
         /// Write a close frame; close the transport once it is written (`thenCloseTransport`) or when the
         /// close timeout passes, whichever comes first.
         case sendClose(code: UInt16, reason: String, thenCloseTransport: Bool)
+        /// Fail the connection (RFC 6455 §7.1.7): write a close frame ahead of everything, stop sending, and
+        /// close the transport once the peer has gone or the close timeout passes — reading (and discarding)
+        /// meanwhile, so unread input never turns the close into a reset that loses the close frame.
+        case failConnection(code: UInt16, reason: String)
         /// Close the transport now.
         case closeTransport
     }
@@ -94,24 +129,42 @@ public struct SessionStateMachine: Sendable {
     }
 
     public private(set) var state = State.open
-    private let configuration: Configuration
+    let configuration: Configuration
     private var slots: [ChannelName: ChannelSlot] = [:]
     /// Channels whose next subscribe waits for a free look-up.
     private var waiting: [ChannelName] = []
     /// Resolutions running, by ticket.
     private var resolving: [Ticket: ChannelName] = [:]
     private var nextTicket: Ticket = 1
+    /// Authentication (``SessionStateMachine+Auth.swift``): the verified identity, whether a token is being
+    /// verified, requests held meanwhile, and when an unauthenticated connection times out.
+    var identity: Identity?
+    var verifying: RequestID?? = nil
+    var held: [ClientRequest] = []
+    var authDeadline: Int64?
+    /// A bound connection's start, held until it has authenticated.
+    var boundStartHeld: StartPosition?
 
     public init(configuration: Configuration) {
         self.configuration = configuration
+        self.identity = configuration.headerIdentity
     }
 
     /// Number of channels subscribed or being subscribed.
     public var subscriptionCount: Int { slots.count }
 
-    /// The connection is open: a bound connection subscribes its channel.
-    public mutating func opened(boundStart: StartPosition) -> [Action] {
+    /// Channels subscribed, or being subscribed, in a stable order.
+    var subscribedChannels: [ChannelName] { slots.keys.sorted { $0.value < $1.value } }
+
+    /// The connection is open (at `now`, monotonic nanoseconds): a bound connection subscribes its channel,
+    /// once authenticated when the node requires it.
+    public mutating func opened(boundStart: StartPosition, now: Int64 = 0) -> [Action] {
+        if needsAuthentication { authDeadline = now + configuration.authTimeoutNanoseconds }
         guard let bound = configuration.boundChannel else { return [] }
+        if needsAuthentication && !isPublic(bound) {
+            boundStartHeld = boundStart
+            return []
+        }
         return subscribe(id: nil, channel: bound, start: boundStart)
     }
 
@@ -120,12 +173,13 @@ public struct SessionStateMachine: Sendable {
     /// A request frame decoded without error.
     public mutating func received(_ request: ClientRequest) -> [Action] {
         guard state == .open || state == .draining else { return [] }
+        if let gated = gate(request) { return gated }
         switch request {
-        case .auth(let id, _):
-            return [.reply(ServerFrameEncoder.error(RequestError(id: id, code: .badRequest,
-                message: "authentication is not enabled on this node")))]
+        case .auth(let id, let token):
+            return receivedToken(id: id, token: token)
         case .subscribe(let id, let channel, let start):
             if let refusal = refuseOnBound(id) { return [refusal] }
+            guard mayRead(channel) else { return [forbidden(id, "no permission to subscribe to \(channel)")] }
             return subscribe(id: id, channel: channel, start: start)
         case .unsubscribe(let id, let channel):
             if let refusal = refuseOnBound(id) { return [refusal] }
@@ -138,8 +192,9 @@ public struct SessionStateMachine: Sendable {
             guard let route = configuration.namespaces.route(for: channel) else {
                 return [unknownNamespace(id, channel)]
             }
+            guard mayWrite(channel) else { return [forbidden(id, "no permission to publish to \(channel)")] }
             return [.publish(id: id, channel: channel, topic: route.topic, payload: payload, msgID: msgID,
-                             traceparent: traceparent)]
+                             traceparent: traceparent, sender: identity?.subject ?? "anonymous")]
         }
     }
 
@@ -248,6 +303,13 @@ public struct SessionStateMachine: Sendable {
         return [.sendClose(code: code, reason: reason, thenCloseTransport: false)]
     }
 
+    /// The peer broke the protocol (or went silent): fail the connection with `code`.
+    public mutating func fail(code: UInt16, reason: String) -> [Action] {
+        guard state == .open || state == .draining else { return [] }
+        state = .closing
+        return [.failWaitingPublishes, .failConnection(code: code, reason: reason)]
+    }
+
     /// The close timeout passed without the peer completing the close.
     public mutating func closeTimedOut() -> [Action] {
         state == .closed ? [] : [.closeTransport]
@@ -273,7 +335,7 @@ public struct SessionStateMachine: Sendable {
 
     // MARK: - Subscriptions
 
-    private mutating func subscribe(id: RequestID?, channel: ChannelName, start: StartPosition) -> [Action] {
+    mutating func subscribe(id: RequestID?, channel: ChannelName, start: StartPosition) -> [Action] {
         guard configuration.namespaces.route(for: channel) != nil else { return [unknownNamespace(id, channel)] }
         if slots[channel] == nil, slots.count >= configuration.maxSubscriptions {
             return [.reply(ServerFrameEncoder.error(RequestError(id: id, code: .limitExceeded,
@@ -283,7 +345,7 @@ public struct SessionStateMachine: Sendable {
         return advance(channel)
     }
 
-    private mutating func unsubscribe(id: RequestID?, channel: ChannelName) -> [Action] {
+    mutating func unsubscribe(id: RequestID?, channel: ChannelName) -> [Action] {
         guard slots[channel] != nil else {
             return [.reply(ServerFrameEncoder.error(RequestError(id: id, code: .notSubscribed,
                 message: "not subscribed to \(channel)")))]
@@ -357,6 +419,10 @@ public struct SessionStateMachine: Sendable {
         guard let bound = configuration.boundChannel else { return nil }
         return .reply(ServerFrameEncoder.error(RequestError(id: id, code: .badRequest,
             message: "this connection is bound to channel \(bound); open /v1/ws to subscribe to others")))
+    }
+
+    func forbidden(_ id: RequestID?, _ message: String) -> Action {
+        .reply(ServerFrameEncoder.error(RequestError(id: id, code: .forbidden, message: message)))
     }
 
     private func unknownNamespace(_ id: RequestID?, _ channel: ChannelName) -> Action {

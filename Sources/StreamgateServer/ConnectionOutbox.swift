@@ -25,6 +25,11 @@ final class ConnectionOutbox: Sendable {
         var stallCheckScheduled = false
         var flushing = false
         var flushAgain = false
+        /// Control frames waiting for the socket: one of each at most, a newer one replaces an older one, so
+        /// a client that pings and never reads cannot grow the queue (RFC 6455 §5.5.3 lets a pong answer
+        /// only the latest ping).
+        var pendingPong: ByteBuffer?
+        var pendingPing: ByteBuffer?
     }
 
     private let channel: any Channel
@@ -79,6 +84,27 @@ final class ConnectionOutbox: Sendable {
         enqueue(channel.allocator.buffer(bytes: bytes))
     }
 
+    /// Queues a pong answering the client's latest ping (replacing one not yet written).
+    func pong(_ payload: ByteBuffer) {
+        setControl { $0.pendingPong = payload }
+    }
+
+    /// Queues a ping to the client (replacing one not yet written).
+    func ping(_ payload: ByteBuffer) {
+        setControl { $0.pendingPing = payload }
+    }
+
+    private func setControl(_ set: (inout State) -> Void) {
+        let schedule = state.withLockedValue { state -> Bool in
+            guard !state.closed else { return false }
+            set(&state)
+            guard !state.flushScheduled else { return false }
+            state.flushScheduled = true
+            return true
+        }
+        if schedule { channel.eventLoop.execute { self.flush() } }
+    }
+
     /// Offers a record frame for `subscription`. Refused (`false`) when the queue is full or closed; the
     /// caller then pauses the subscription, and it is handed to `resume` once there is room again.
     func offer(_ frame: ByteBuffer, for subscription: Subscription) -> Bool {
@@ -110,6 +136,8 @@ final class ConnectionOutbox: Sendable {
             state.frames.removeAll()
             state.queuedBytes = 0
             state.paused.removeAll()
+            state.pendingPong = nil
+            state.pendingPing = nil
         }
     }
 
@@ -128,6 +156,19 @@ final class ConnectionOutbox: Sendable {
         var wrote = false
         repeat {
             var wroteThisRound = false
+            let control = state.withLockedValue { state -> (pong: ByteBuffer?, ping: ByteBuffer?) in
+                guard channel.isWritable else { return (nil, nil) }
+                defer { state.pendingPong = nil; state.pendingPing = nil }
+                return (state.pendingPong, state.pendingPing)
+            }
+            if let pong = control.pong {
+                channel.write(WebSocketFrame(fin: true, opcode: .pong, data: pong), promise: nil)
+                wroteThisRound = true
+            }
+            if let ping = control.ping {
+                channel.write(WebSocketFrame(fin: true, opcode: .ping, data: ping), promise: nil)
+                wroteThisRound = true
+            }
             // One frame at a time outside the lock: a write can fire writability changes into the pipeline.
             while channel.isWritable, let frame = state.withLockedValue({ state -> ByteBuffer? in
                 guard let frame = state.frames.popFirst() else { return nil }

@@ -1,3 +1,4 @@
+import NIOCore
 import StreamgateCore
 import StreamgateKafka
 
@@ -51,6 +52,54 @@ public struct GatewayConfiguration: Sendable {
     /// Extra librdkafka properties (`--kafka key=value`), applied to every Kafka client.
     public var kafkaProperties: [String: String] = [:]
 
+    // MARK: Edge: TLS, tokens, origins, liveness, limits
+
+    /// PEM certificate chain and private key; `nil` serves plain text. SIGHUP reloads both files.
+    public var tls: TLSFiles?
+    /// HMAC secret for HS256/384/512 tokens (the file's bytes, one trailing newline stripped).
+    public var jwtSecretFile: String?
+    /// JWKS document (path or http(s) URL) for RS/PS/ES/EdDSA tokens, keys selected by `kid`.
+    public var jwks: String?
+    /// How often a JWKS is fetched again; a failed fetch keeps the last good keys. 5 min follows key
+    /// rotation within minutes at no measurable cost.
+    public var jwksRefreshSeconds = 300.0
+    /// Required `iss`, when set.
+    public var jwtIssuer: String?
+    /// Required `aud` member, when set.
+    public var jwtAudience: String?
+    /// Namespaces anyone may subscribe to, without a token or a permission.
+    public var publicNamespaces: Set<String> = []
+    /// Origins allowed to upgrade (`*` = any); `nil` checks no origin. Requests without `Origin` pass.
+    public var allowedOrigins: [String]?
+    /// How long a connection without a header token has to send its `auth` frame (4001 after).
+    public var authTimeoutSeconds = 5.0
+    /// How often the gateway pings each connection: 25 s keeps NAT and proxy mappings (often 30–60 s) open.
+    public var pingIntervalSeconds = 25.0
+    /// How long a connection may stay silent after a ping before it is closed with 4000.
+    public var pingTimeoutSeconds = 20.0
+    /// How long a request head may take to arrive (and a keep-alive connection may idle between requests).
+    public var handshakeTimeoutSeconds = 10.0
+    /// Open WebSocket connections per node; upgrades beyond get 503. 20 000 is what one node is sized for.
+    public var maxConnections = 20_000
+    /// Publishes per second per connection, sustained (`rate_limited` beyond the burst).
+    public var publishRatePerSecond = 1000.0
+    /// Publishes a connection may send at once above the sustained rate.
+    public var publishBurst = 2000
+
+    /// Bytes of fragmented messages being assembled, all connections together; beyond, 1013. 256 MiB lets
+    /// 256 connections each hold a maximal message half-sent.
+    public var maxAssemblingBytes = 256 * 1024 * 1024
+
+    /// How often each event loop sweeps its connections' deadlines: a quarter of the shortest one, between
+    /// 50 ms and 1 s.
+    var sweepInterval: TimeAmount {
+        let shortest = min(pingIntervalSeconds, pingTimeoutSeconds, authTimeoutSeconds, handshakeTimeoutSeconds)
+        return .milliseconds(Int64(max(50, min(1000, shortest * 250))))
+    }
+
+    /// Whether clients must present a token.
+    public var authenticationEnabled: Bool { jwtSecretFile != nil || jwks != nil }
+
     public init() {}
 
     /// The configuration shared by all the gateway's Kafka clients.
@@ -58,5 +107,16 @@ public struct GatewayConfiguration: Sendable {
         var configuration = KafkaConfiguration(["bootstrap.servers": bootstrap, "client.id": "streamgate-\(nodeID)"])
         for (key, value) in kafkaProperties { configuration[key] = value }
         return configuration
+    }
+}
+
+/// Where a node's certificate chain and private key live (PEM).
+public struct TLSFiles: Sendable, Equatable {
+    public var certificatePath: String
+    public var keyPath: String
+
+    public init(certificatePath: String, keyPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
     }
 }

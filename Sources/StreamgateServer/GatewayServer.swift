@@ -2,10 +2,12 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import ServiceLifecycle
 import StreamgateCore
 import StreamgateKafka
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -33,18 +35,29 @@ public final class GatewayServer: Service {
     public func run() async throws {
         let configuration = self.configuration
         let backend = self.backend
+        let tls = try configuration.tls.map { try TLSContextStore(files: $0) }
+        let verifier = try await Self.makeVerifier(configuration, logger: logger)
         let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
         let searchPool = NIOThreadPool(numberOfThreads: 2)
         searchPool.start()
-        logger.warning("ANONYMOUS ACCESS: authentication is not enabled; every client publishes as \"anonymous\"")
+        if verifier == nil {
+            logger.warning("ANONYMOUS ACCESS: authentication is not enabled; every client publishes as \"anonymous\"")
+        }
+        if tls == nil {
+            logger.warning("PLAIN TEXT: no --tls-cert/--tls-key; serve behind a TLS-terminating proxy or on a trusted network only")
+        }
         let environment = SessionEnvironment(
             configuration: configuration, backend: backend, registry: ConnectionRegistry(), blockingPool: pool,
-            searchPool: searchPool, lifecycle: GatewayLifecycle(), decoder: ClientFrameDecoder(maxPayloadBytes: configuration.maxMessageBytes), logger: logger)
+            searchPool: searchPool, lifecycle: GatewayLifecycle(),
+            decoder: ClientFrameDecoder(maxPayloadBytes: configuration.maxMessageBytes), verifier: verifier,
+            handshakePolicy: HandshakePolicy(allowedOrigins: configuration.allowedOrigins),
+            sweepers: LoopSweepers(interval: configuration.sweepInterval),
+            assemblyBudget: AssemblyBudget(limit: configuration.maxAssemblingBytes), logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server: any Channel
         do {
-            server = try await Self.bootstrap(group: group, environment: environment)
+            server = try await Self.bootstrap(group: group, environment: environment, tls: tls)
                 .bind(host: configuration.host, port: configuration.port).get()
         } catch {
             try await group.shutdownGracefully()
@@ -53,10 +66,15 @@ public final class GatewayServer: Service {
             throw error
         }
         let port = server.localAddress?.port ?? configuration.port
-        logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+        logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)",
+                                            "tls": "\(tls != nil)", "auth": "\(verifier != nil)"])
         onListening(configuration.host, port)
 
+        let reloads = Task { await Self.reloadOnHangUp(tls: tls, verifier: verifier, logger: logger) }
+        let refresher = Task { await verifier?.runRefresh() }
         try? await gracefulShutdown()
+        reloads.cancel()
+        refresher.cancel()
 
         logger.info("draining", metadata: ["connections": "\(environment.registry.count)"])
         environment.lifecycle.beginDrain()
@@ -66,6 +84,28 @@ public final class GatewayServer: Service {
         try await pool.shutdownGracefully()
         try await searchPool.shutdownGracefully()
         logger.info("stopped")
+    }
+
+    private static func makeVerifier(_ configuration: GatewayConfiguration, logger: Logger) async throws -> TokenVerifier? {
+        guard configuration.authenticationEnabled else { return nil }
+        return try await TokenVerifier(policy: TokenPolicy(configuration: configuration), logger: logger)
+    }
+
+    /// SIGHUP loads the certificate files and the JWKS again; open connections keep what they have.
+    private static func reloadOnHangUp(tls: TLSContextStore?, verifier: TokenVerifier?, logger: Logger) async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            if let tls {
+                if let error = tls.reload() {
+                    logger.error("TLS reload failed; keeping the current certificate", metadata: ["error": "\(error)"])
+                } else {
+                    logger.notice("TLS certificate reloaded")
+                }
+            }
+            if let verifier {
+                let accepted = await verifier.reloadJWKS()
+                logger.notice("token keys reloaded", metadata: ["accepted": "\(accepted)"])
+            }
+        }
     }
 
     /// Stops reading from clients, waits for their in-flight publishes to be answered (failing them after
@@ -82,7 +122,8 @@ public final class GatewayServer: Service {
         _ = await registry.waitUntilEmpty(timeout: .seconds(3))
     }
 
-    private static func bootstrap(group: any EventLoopGroup, environment: SessionEnvironment) -> ServerBootstrap {
+    private static func bootstrap(group: any EventLoopGroup, environment: SessionEnvironment,
+                                  tls: TLSContextStore?) -> ServerBootstrap {
         let configuration = environment.configuration
         let slow = configuration.slowConsumerBytes
         return ServerBootstrap(group: group)
@@ -94,53 +135,70 @@ public final class GatewayServer: Service {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: min(slow / 4, 32 * 1024), high: min(slow / 2, 128 * 1024)))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try configurePipeline(channel, environment: environment)
+                    try configurePipeline(channel, environment: environment, tls: tls)
                 }
             }
     }
 
-    private static func configurePipeline(_ channel: any Channel, environment: SessionEnvironment) throws {
+    /// TLS (when configured) → head bounds → HTTP/1.1 → handshake gate → upgrader → plain routes. On upgrade
+    /// the HTTP handlers leave and the frame guard and the session take over.
+    private static func configurePipeline(_ channel: any Channel, environment: SessionEnvironment,
+                                          tls: TLSContextStore?) throws {
         let configuration = environment.configuration
-        let namespaces = configuration.namespaces
+        let pipeline = channel.pipeline.syncOperations
+        if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls.context)) }
+        let admission = NIOLoopBound(UpgradeAdmission(), eventLoop: channel.eventLoop)
+        let headGuard = RequestHeadGuard(
+            maxHeadBytes: HandshakeRules.maxHeadBytes,
+            timeout: .milliseconds(Int64(configuration.handshakeTimeoutSeconds * 1000)), sweepers: environment.sweepers)
         let httpHandler = HTTPGatewayHandler(environment: environment)
         let boundHTTPHandler = NIOLoopBound(httpHandler, eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxFrameBytes,
-            automaticErrorHandling: true,
-            shouldUpgrade: { channel, head in
-                guard case .websocket(.success(let accepted)) = HTTPRoute.classify(head, namespaces: namespaces),
-                    !environment.lifecycle.isDraining
-                else {
-                    return channel.eventLoop.makeSucceededFuture(nil)
-                }
+            // The session answers decoder errors itself, closing without resetting the connection.
+            automaticErrorHandling: false,
+            shouldUpgrade: { channel, _ in
+                guard let admitted = admission.value.admitted else { return channel.eventLoop.makeSucceededFuture(nil) }
                 var headers = HTTPHeaders()
-                if let subprotocol = accepted.subprotocol { headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol) }
+                if let subprotocol = admitted.subprotocol { headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol) }
                 return channel.eventLoop.makeSucceededFuture(headers)
             },
-            upgradePipelineHandler: { channel, head in
+            upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
-                    guard case .websocket(.success(let accepted)) = HTTPRoute.classify(head, namespaces: namespaces) else {
-                        throw HTTPRoute.Rejection(status: .badRequest, message: "upgrade no longer valid")
+                    guard let admitted = admission.value.admitted else {
+                        throw HTTPRoute.Rejection(status: .badRequest, message: "upgrade not admitted")
                     }
+                    admission.value.admitted = nil
+                    // The session gives the connection's place back when it goes.
+                    admission.value.holdsPlace = false
                     let (bound, start): (ChannelName?, StartPosition) =
-                        switch accepted.target {
+                        switch admitted.target {
                         case .multiplexed: (nil, .latest)
                         case .bound(let channel, let start): (channel, start)
                         }
+                    let activity = InboundActivity()
                     try channel.pipeline.syncOperations.addHandlers([
-                        NIOWebSocketFrameAggregator(
-                            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 4096,
-                            maxAccumulatedFrameSize: configuration.maxFrameBytes),
+                        WebSocketFrameGuard(maxMessageBytes: configuration.maxFrameBytes, maxFragments: 4096,
+                                            budget: environment.assemblyBudget, activity: activity),
                         WebSocketSession(environment: environment, connectionID: ConnectionID.next(),
-                                         boundChannel: bound, boundStart: start),
+                                         boundChannel: bound, boundStart: start, identity: admitted.identity,
+                                         activity: activity),
                     ])
                 }
             })
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-            withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+        let responseEncoder = HTTPResponseEncoder()
+        let requestDecoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
+        let pipelining = HTTPServerPipelineHandler()
+        let errors = HTTPServerProtocolErrorHandler()
+        let gate = HandshakeGate(environment: environment, admission: admission.value)
+        let upgradeHandler = HTTPServerUpgradeHandler(
+            upgraders: [upgrader], httpEncoder: responseEncoder,
+            extraHTTPHandlers: [headGuard, requestDecoder, pipelining, errors, gate],
+            upgradeCompletionHandler: { context in
                 context.pipeline.syncOperations.removeHandler(boundHTTPHandler.value, promise: nil)
-            }))
-        try channel.pipeline.syncOperations.addHandler(httpHandler)
+            })
+        try pipeline.addHandlers([headGuard, responseEncoder, requestDecoder, pipelining, errors, gate, upgradeHandler,
+                                  httpHandler])
     }
 }
 

@@ -80,22 +80,13 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func send(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        var headers: [(String, String)] = []
         if status == .upgradeRequired {
-            headers.add(name: "Upgrade", value: "websocket")
-            headers.add(name: "Sec-WebSocket-Protocol", value: HTTPRoute.subprotocol)
+            headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                       ("Sec-WebSocket-Protocol", HTTPRoute.subprotocol)]
         }
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        let keepAlive = self.keepAlive
         inRequest = false
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if !keepAlive { channel.close(promise: nil) }
-        }
+        HTTPReply.send(context, status: status, body: body, headers: headers, keepAlive: keepAlive)
     }
 }
 

@@ -14,5 +14,12 @@ struct SessionEnvironment: Sendable {
     /// Whether the node is draining.
     let lifecycle: GatewayLifecycle
     let decoder: ClientFrameDecoder
+    /// Verifies tokens; `nil` when the node runs without authentication.
+    let verifier: TokenVerifier?
+    let handshakePolicy: HandshakePolicy
+    /// The per-loop sweeps that keep every connection's deadlines.
+    let sweepers: LoopSweepers
+    /// Bytes of fragmented messages being assembled, node-wide.
+    let assemblyBudget: AssemblyBudget
     let logger: Logger
 }

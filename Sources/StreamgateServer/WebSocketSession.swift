@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -6,9 +7,11 @@ import StreamgateCore
 import StreamgateKafka
 
 /// One WebSocket connection's I/O: decodes frames, feeds them to its ``SessionStateMachine`` and carries out
-/// the actions it returns — start look-ups on the blocking pool, hub registrations, publishes through its
-/// ``Publisher``, frames through its ``ConnectionOutbox``, closes bounded by the close timeout.
-final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
+/// the actions it returns — start look-ups on the blocking pool, token checks, hub registrations, publishes
+/// through its ``Publisher`` (within the publish rate), frames through its ``ConnectionOutbox``, closes
+/// bounded by the close timeout. Its loop's sweep pings it and times it out (``Liveness``), and ticks the
+/// machine's auth deadlines.
+final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, SweepMember {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
@@ -19,30 +22,47 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         var resolution: StartResolution?
     }
 
-    private let environment: SessionEnvironment
+    let environment: SessionEnvironment
     private let connectionID: String
     private let boundStart: StartPosition
     private let window: PublishWindow
-    private var machine: SessionStateMachine
-    private var outbox: ConnectionOutbox!
+    var machine: SessionStateMachine
+    var outbox: ConnectionOutbox!
     private var publisher: Publisher!
-    private var context: ChannelHandlerContext?
+    var context: ChannelHandlerContext?
     private var tickets: [SessionStateMachine.Ticket: Ticketed] = [:]
     private var readingPaused = false
     /// Tickets re-subscribing a channel that moved partition, with the offset it had reached in the old one.
     private var repartitioned: [SessionStateMachine.Ticket: Int64] = [:]
     private var logger: Logger
+    var liveness: Liveness
+    private var publishRate: TokenBucket
+    let activity: InboundActivity
+    private var sweeper: LoopSweeper?
+    var pingCounter: UInt64 = 0
+    /// A reply to write just before the close frame (see ``perform(_:)``).
+    private var finalReply: [UInt8]?
 
-    init(environment: SessionEnvironment, connectionID: String, boundChannel: ChannelName?, boundStart: StartPosition) {
+    init(environment: SessionEnvironment, connectionID: String, boundChannel: ChannelName?, boundStart: StartPosition,
+         identity: SessionStateMachine.Identity?, activity: InboundActivity) {
         self.environment = environment
         self.connectionID = connectionID
         self.boundStart = boundStart
+        self.activity = activity
         self.window = PublishWindow(total: environment.registry.inFlight)
         let configuration = environment.configuration
         self.machine = SessionStateMachine(configuration: .init(
             boundChannel: boundChannel, namespaces: configuration.namespaces,
             maxSubscriptions: configuration.maxSubscriptionsPerConnection,
-            maxConcurrentResolutions: configuration.maxConcurrentResolutionsPerConnection))
+            maxConcurrentResolutions: configuration.maxConcurrentResolutionsPerConnection,
+            authRequired: environment.verifier != nil, headerIdentity: identity,
+            authTimeoutNanoseconds: Int64(configuration.authTimeoutSeconds * 1e9),
+            publicNamespaces: configuration.publicNamespaces))
+        let now = NIODeadline.now().uptimeNanoseconds
+        self.liveness = Liveness(intervalNanoseconds: Int64(configuration.pingIntervalSeconds * 1e9),
+                                 timeoutNanoseconds: Int64(configuration.pingTimeoutSeconds * 1e9), now: Int64(now))
+        self.publishRate = TokenBucket(ratePerSecond: configuration.publishRatePerSecond, burst: configuration.publishBurst,
+                                       now: Int64(now))
         self.logger = environment.logger
         self.logger[metadataKey: "connection"] = "\(connectionID)"
     }
@@ -66,7 +86,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             window: window, outbox: outbox,
             onRoom: { channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened) })
         environment.registry.add(ObjectIdentifier(self), channel)
-        perform(machine.opened(boundStart: boundStart))
+        let sweeper = environment.sweepers.sweeper(for: context.eventLoop)
+        sweeper.add(self)
+        self.sweeper = sweeper
+        perform(machine.opened(boundStart: boundStart, now: Int64(NIODeadline.now().uptimeNanoseconds)))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -88,14 +111,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .text:
-            var payload = frame.unmaskedData
-            let result: Result<ClientRequest, RequestError>? = payload.withUnsafeReadableBytes { bytes in
-                guard UTF8Validation.isValid(bytes) else { return nil }
-                return environment.decoder.decode(bytes)
-            }
-            payload.clear()
+            // The frame guard checked the UTF-8 as the fragments came.
+            let result = frame.data.withUnsafeReadableBytes { environment.decoder.decode($0) }
             switch result {
-            case nil: perform(machine.close(code: CloseCode.invalidUTF8, reason: "text frame is not valid UTF-8"))
             case .failure(let error): perform(machine.receivedInvalid(error))
             case .success(let request): perform(machine.received(request))
             }
@@ -103,14 +121,12 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             perform(machine.receivedBinary())
         case .ping:
             guard machine.state == .open || machine.state == .draining else { return }
-            var pong = frame.unmaskedData
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: pong)), promise: nil)
-            pong.clear()
+            outbox.pong(frame.unmaskedData)
         case .connectionClose:
-            var data = frame.unmaskedData
+            // The frame guard checked the code and the reason's UTF-8.
+            var data = frame.data
             let code = data.readInteger(as: UInt16.self)
-            let reasonValid = data.withUnsafeReadableBytes { UTF8Validation.isValid($0) }
-            perform(machine.receivedClose(code: code, reasonIsValidUTF8: reasonValid))
+            perform(machine.receivedClose(code: code, reasonIsValidUTF8: true))
         default:
             break
         }
@@ -124,6 +140,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             case .closeForDrain: perform(machine.closeForDrain())
             case .windowReopened: resumeReadingIfRoom()
             }
+        case let violation as FrameViolationEvent:
+            perform(machine.fail(code: violation.code, reason: violation.reason))
         case is SlowConsumerEvent:
             perform(machine.close(code: CloseCode.slowConsumer, reason: "slow consumer: resume from your last offset"))
         case let moved as SubscriptionMovedEvent:
@@ -138,18 +156,34 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is NIOWebSocketFrameAggregator.Error {
-            perform(machine.close(code: CloseCode.tooBig, reason: "message is over the frame limit"))
+        logger.debug("connection error", metadata: ["error": "\(error)"])
+        // A frame the decoder refused: over the frame limit (1009), a control frame over 125 bytes or
+        // fragmented (1002). The decoder drops whatever follows.
+        if let error = error as? NIOWebSocketError {
+            let (code, reason): (UInt16, String) =
+                switch error {
+                case .invalidFrameLength: (CloseCode.tooBig, "frame over the size limit")
+                case .fragmentedControlFrame: (CloseCode.protocolError, "fragmented control frame")
+                case .multiByteControlFrameLength: (CloseCode.protocolError, "control frame over 125 bytes")
+                }
+            perform(machine.fail(code: code, reason: reason))
             return
         }
-        logger.debug("connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
 
     // MARK: - Actions
 
-    private func perform(_ actions: [SessionStateMachine.Action]) {
-        for action in actions { perform(action) }
+    func perform(_ actions: [SessionStateMachine.Action]) {
+        for (index, action) in actions.enumerated() {
+            // A reply that explains a close (`error unauthorized` before 4001) goes out with the close frame,
+            // ahead of the queued data the close drops.
+            if case .reply(let bytes) = action, index + 1 < actions.count, case .sendClose = actions[index + 1] {
+                finalReply = bytes
+                continue
+            }
+            perform(action)
+        }
         if publisher.wantsPause { pauseReading() }
     }
 
@@ -171,17 +205,26 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
             environment.backend.hub.unsubscribe(entry.subscription)
         case .discard(let ticket):
             tickets[ticket] = nil
-        case .publish(let id, let channel, let topic, let payload, let msgID, let traceparent):
+        case .publish(let id, let channel, let topic, let payload, let msgID, let traceparent, let sender):
+            guard publishRate.take(now: Int64(NIODeadline.now().uptimeNanoseconds)) else {
+                outbox.enqueue(bytes: ServerFrameEncoder.error(RequestError(id: id, code: .rateLimited,
+                    message: "over \(Int(environment.configuration.publishRatePerSecond)) publishes a second; not stored")))
+                return
+            }
             let headers = RecordHeaders(
-                contentType: payload.contentType, msgID: msgID, sender: "anonymous", connection: connectionID,
+                contentType: payload.contentType, msgID: msgID, sender: sender, connection: connectionID,
                 node: environment.configuration.nodeID, traceparent: traceparent)
             publisher.publish(id: id, channel: channel, topic: topic, payload: payload, headers: headers)
+        case .verifyToken(let id, let token):
+            verify(token, id: id)
         case .pauseReading:
             pauseReading()
         case .failWaitingPublishes:
-            publisher.failWaiting(reason: "the server is shutting down before this publish reached Kafka")
+            publisher.failWaiting(reason: "the connection closed before this publish reached Kafka")
         case .sendClose(let code, let reason, let thenCloseTransport):
             sendClose(code: code, reason: reason, thenCloseTransport: thenCloseTransport)
+        case .failConnection(let code, let reason):
+            failConnection(code: code, reason: reason)
         case .closeTransport:
             context?.close(promise: nil)
         }
@@ -251,6 +294,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         data.writeInteger(code)
         data.writeString(reason)
         let channel = context.channel
+        if let reply = finalReply {
+            finalReply = nil
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: reply))),
+                          promise: nil)
+        }
         let written = context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
         if thenCloseTransport { written.whenComplete { _ in channel.close(promise: nil) } }
         let session = NIOLoopBound(self, eventLoop: channel.eventLoop)
@@ -260,12 +308,27 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Writes the close frame, then shuts down our side only: the peer sees the close frame and an end of
+    /// stream and closes, while whatever it still sends is read and dropped (a full close with unread input
+    /// would reset the connection, and the peer could lose the close frame). The close timeout bounds it.
+    private func failConnection(code: UInt16, reason: String) {
+        guard let context else { return }
+        sendClose(code: code, reason: reason, thenCloseTransport: false)
+        let channel = context.channel
+        channel.flush()
+        channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+    }
+
     /// Runs once, from `channelInactive` or `handlerRemoved`, whichever comes first.
     private func tearDown() {
         guard outbox != nil, machine.state != .closed else { return }
         outbox.close()
         publisher.stop()
+        sweeper?.remove(self)
+        sweeper = nil
         environment.registry.remove(ObjectIdentifier(self))
+        // The place the handshake gate reserved for this connection.
+        environment.registry.releaseWebSocket()
         perform(machine.transportClosed())
     }
 }

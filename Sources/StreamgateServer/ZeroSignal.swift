@@ -1,50 +1,53 @@
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// A count shared by many threads that tasks can wait on until it reaches zero: a drain waits for the
 /// node's in-flight publishes and open connections this way, woken by the decrement that empties it.
+///
+/// Counting is one atomic operation (it runs twice per publish); only the decrement that reaches zero takes
+/// the lock, to wake the waiters. A waiter reads the count under that lock, so it either sees zero or is
+/// registered before the emptying decrement looks for waiters.
 final class ZeroSignal: Sendable {
-    private struct State {
-        var count = 0
-        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
-        var nextWaiter: UInt64 = 0
+    private struct Waiters {
+        var continuations: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var next: UInt64 = 0
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let count = Atomic<Int>(0)
+    private let waiters = NIOLockedValueBox(Waiters())
 
-    var value: Int { state.withLockedValue { $0.count } }
+    var value: Int { count.load(ordering: .acquiring) }
 
     func increment() {
-        state.withLockedValue { $0.count += 1 }
+        count.wrappingAdd(1, ordering: .relaxed)
     }
 
     func decrement() {
-        let woken = state.withLockedValue { state -> [CheckedContinuation<Bool, Never>] in
-            state.count -= 1
-            guard state.count == 0 else { return [] }
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
+        guard count.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
+        let woken = waiters.withLockedValue { waiters in
+            defer { waiters.continuations.removeAll() }
+            return Array(waiters.continuations.values)
         }
         for waiter in woken { waiter.resume(returning: true) }
     }
 
     /// Returns `true` once the count is zero, `false` when `timeout` passes first.
     func waitForZero(timeout: Duration) async -> Bool {
-        let id = state.withLockedValue { state -> UInt64? in
-            guard state.count > 0 else { return nil }
-            defer { state.nextWaiter += 1 }
-            return state.nextWaiter
+        guard value > 0 else { return true }
+        let id = waiters.withLockedValue { waiters in
+            defer { waiters.next += 1 }
+            return waiters.next
         }
-        guard let id else { return true }
         let timer = Task {
             try? await Task.sleep(for: timeout)
-            let waiter = state.withLockedValue { $0.waiters.removeValue(forKey: id) }
+            let waiter = waiters.withLockedValue { $0.continuations.removeValue(forKey: id) }
             waiter?.resume(returning: false)
         }
         defer { timer.cancel() }
         return await withCheckedContinuation { continuation in
-            let resumeNow = state.withLockedValue { state -> Bool in
-                guard state.count > 0 else { return true }
-                state.waiters[id] = continuation
+            let resumeNow = waiters.withLockedValue { waiters -> Bool in
+                guard count.load(ordering: .acquiring) > 0 else { return true }
+                waiters.continuations[id] = continuation
                 return false
             }
             if resumeNow { continuation.resume(returning: true) }

@@ -45,6 +45,36 @@ struct ServeCommand: AsyncParsableCommand {
     var devPartitions: Int?
     @Option(name: .customLong("kafka"), help: "Extra librdkafka property key=value (repeatable).")
     var kafkaProperties: [String] = []
+
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve wss:// and https:// (with --tls-key). SIGHUP reloads it.")
+    var tlsCertificate: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.") var tlsKey: String?
+    @Option(name: .customLong("jwt-secret-file"), help: "HMAC secret for HS256/384/512 tokens (at least 32 bytes). Enables authentication.")
+    var jwtSecretFile: String?
+    @Option(help: "JWKS file or http(s) URL for RS/PS/ES/EdDSA tokens, keys by kid. Enables authentication.")
+    var jwks: String?
+    @Option(name: .customLong("jwks-refresh"), help: "Seconds between JWKS fetches; a failed one keeps the last good keys (default \(Int(Self.defaults.jwksRefreshSeconds))).")
+    var jwksRefresh: Double?
+    @Option(name: .customLong("jwt-issuer"), help: "Required iss claim.") var jwtIssuer: String?
+    @Option(name: .customLong("jwt-audience"), help: "Required aud claim member.") var jwtAudience: String?
+    @Option(name: .customLong("auth-timeout"), help: "Seconds a connection without a header token has to send its auth frame (default \(Self.defaults.authTimeoutSeconds)).")
+    var authTimeout: Double?
+    @Option(name: .customLong("public-namespace"), help: "Namespace anyone may subscribe to without a token (repeatable).")
+    var publicNamespaces: [String] = []
+    @Option(name: .customLong("allowed-origin"), help: "Origin allowed to upgrade, * for any (repeatable); others get 403.")
+    var allowedOrigins: [String] = []
+    @Option(name: .customLong("ping-interval"), help: "Seconds between server pings (default \(Self.defaults.pingIntervalSeconds)).")
+    var pingInterval: Double?
+    @Option(name: .customLong("ping-timeout"), help: "Seconds of silence after a ping before closing with 4000 (default \(Self.defaults.pingTimeoutSeconds)).")
+    var pingTimeout: Double?
+    @Option(name: .customLong("handshake-timeout"), help: "Seconds a request head may take (default \(Self.defaults.handshakeTimeoutSeconds)).")
+    var handshakeTimeout: Double?
+    @Option(name: .customLong("max-connections"), help: "Open WebSocket connections per node; beyond, 503 (default \(Self.defaults.maxConnections)).")
+    var maxConnections: Int?
+    @Option(name: .customLong("publish-rate"), help: "Publishes per second per connection (default \(Int(Self.defaults.publishRatePerSecond))).")
+    var publishRate: Double?
+    @Option(name: .customLong("publish-burst"), help: "Publishes a connection may send at once above the rate (default \(Self.defaults.publishBurst)).")
+    var publishBurst: Int?
     @Option(help: "Log level.") var logLevel: Logger.Level = .info
 
     func run() async throws {
@@ -90,6 +120,30 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.closeTimeoutSeconds > 0, configuration.maxInFlightPerConnection > 0,
             configuration.maxInFlightBytesPerConnection > 0, configuration.maxSubscriptionsPerConnection > 0
         else { throw ValidationError("limits and time-outs must be positive") }
+        switch (tlsCertificate, tlsKey) {
+        case (let certificate?, let key?): configuration.tls = TLSFiles(certificatePath: certificate, keyPath: key)
+        case (nil, nil): break
+        default: throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        configuration.jwtSecretFile = jwtSecretFile
+        configuration.jwks = jwks
+        configuration.jwksRefreshSeconds = jwksRefresh ?? configuration.jwksRefreshSeconds
+        configuration.jwtIssuer = jwtIssuer
+        configuration.jwtAudience = jwtAudience
+        configuration.authTimeoutSeconds = authTimeout ?? configuration.authTimeoutSeconds
+        configuration.publicNamespaces = Set(publicNamespaces)
+        configuration.allowedOrigins = allowedOrigins.isEmpty ? nil : allowedOrigins
+        configuration.pingIntervalSeconds = pingInterval ?? configuration.pingIntervalSeconds
+        configuration.pingTimeoutSeconds = pingTimeout ?? configuration.pingTimeoutSeconds
+        configuration.handshakeTimeoutSeconds = handshakeTimeout ?? configuration.handshakeTimeoutSeconds
+        configuration.maxConnections = maxConnections ?? configuration.maxConnections
+        configuration.publishRatePerSecond = publishRate ?? configuration.publishRatePerSecond
+        configuration.publishBurst = publishBurst ?? configuration.publishBurst
+        guard configuration.jwksRefreshSeconds > 0, configuration.authTimeoutSeconds > 0,
+            configuration.pingIntervalSeconds > 0, configuration.pingTimeoutSeconds > 0,
+            configuration.handshakeTimeoutSeconds > 0, configuration.maxConnections > 0,
+            configuration.publishRatePerSecond > 0, configuration.publishBurst > 0
+        else { throw ValidationError("time-outs, intervals, rates and limits must be positive") }
         for property in kafkaProperties {
             let parts = property.split(separator: "=", maxSplits: 1)
             guard parts.count == 2 else { throw ValidationError("--kafka takes key=value, got \(property)") }

@@ -30,10 +30,12 @@ import Testing
             case .answerDetached(let ticket): return "answerDetached \(ticket)"
             case .detach(let ticket): return "detach \(ticket)"
             case .discard(let ticket): return "discard \(ticket)"
-            case .publish: return "publish"
+            case .publish(_, _, _, _, _, _, let sender): return "publish as \(sender)"
+            case .verifyToken(_, let token): return "verify \(token)"
             case .pauseReading: return "pauseReading"
             case .failWaitingPublishes: return "failWaitingPublishes"
             case .sendClose(let code, _, let then): return "close \(code)\(then ? " then transport" : "")"
+            case .failConnection(let code, _): return "fail \(code)"
             case .closeTransport: return "closeTransport"
             }
         }
@@ -92,7 +94,7 @@ import Testing
         #expect(Self.describe(machine.received(.publish(id: Self.id(3), channel: ChannelName("news"), payload: .json([0x31]),
                                                          msgId: nil, traceparent: nil))) == ["error unknown_namespace"])
         #expect(Self.describe(machine.received(.publish(id: Self.id(4), channel: nil, payload: .json([0x31]),
-                                                         msgId: nil, traceparent: nil))) == ["publish"])
+                                                         msgId: nil, traceparent: nil))) == ["publish as anonymous"])
         // A bound connection whose subscription fails is closed: try again later.
         #expect(Self.describe(machine.resolutionFailed(1, message: "down")) == ["discard 1", "error kafka_unavailable", "close 1013"])
     }
@@ -125,7 +127,7 @@ import Testing
         #expect(Self.describe(machine.beginDrain()) == ["pauseReading"])
         #expect(machine.state == .draining)
         #expect(Self.describe(machine.received(.publish(id: nil, channel: Self.doc, payload: .json([0x31]), msgId: nil,
-                                                         traceparent: nil))) == ["publish"])
+                                                         traceparent: nil))) == ["publish as anonymous"])
         #expect(Self.describe(machine.closeForDrain()) == ["failWaitingPublishes", "close 1001"])
         #expect(Self.describe(machine.transportClosed()) == ["detach 1"])
     }

@@ -18,6 +18,9 @@ import Testing
         let real: KafkaPartitionLookup
         let calls = NIOLockedValueBox(0)
         let failures: Int
+        /// Asked at every call: whether the hub reports the partition stalled then.
+        let probe = NIOLockedValueBox<(@Sendable () -> Bool)?>(nil)
+        let stalledAtCall = NIOLockedValueBox<[Bool]>([])
 
         init(real: KafkaPartitionLookup, failures: Int) {
             self.real = real
@@ -26,6 +29,7 @@ import Testing
 
         func watermarks(topic: String, partition: Int32, timeoutMilliseconds: Int32) throws -> (low: Int64, high: Int64) {
             let call = calls.withLockedValue { $0 += 1; return $0 }
+            if let probe = probe.withLockedValue({ $0 }) { stalledAtCall.withLockedValue { $0.append(probe()) } }
             if call <= failures { throw KafkaError.invalidArgument("injected look-up failure \(call)") }
             return try real.watermarks(topic: topic, partition: partition, timeoutMilliseconds: timeoutMilliseconds)
         }
@@ -84,6 +88,7 @@ import Testing
         let hub = try DeliveryHub(configuration: configuration, lookup: lookup, logger: Logger(label: "test"))
         hub.start()
         defer { hub.shutdown() }
+        lookup.probe.withLockedValue { $0 = { !hub.stalledPartitions(longerThan: .zero).isEmpty } }
 
         let channel = NIOAsyncTestingChannel()
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1))
@@ -94,15 +99,15 @@ import Testing
         hub.subscribe(subscription, resolution: StartResolution(next: 100, head: 100, gap: nil),
                       subscribedFrame: Array(#"{"type":"subscribed"}"#.utf8))
 
-        var sawStalled = false
         var frames: [String] = []
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline, !frames.contains(where: { $0.contains(#""type":"gap""#) }) {
-            if !hub.stalledPartitions(longerThan: .zero).isEmpty { sawStalled = true }
             try await Task.sleep(for: .milliseconds(10))
             frames += try await Self.drain(channel)
         }
-        #expect(sawStalled, "the partition was not reported stalled while its look-up failed")
+        let stalled = lookup.stalledAtCall.withLockedValue { $0 }
+        #expect(stalled.count > 3 && stalled.allSatisfy { $0 },
+                "the partition was not reported stalled during every look-up attempt: \(stalled)")
         #expect(lookup.calls.withLockedValue { $0 } > 3, "the failed look-up was not retried")
         let gap = try #require(frames.first { $0.contains(#""type":"gap""#) }, "no gap announced: \(frames)")
         #expect(gap.contains(#""from":100"#) && gap.contains(#""to":5"#) && gap.contains("truncated"), "\(gap)")

@@ -254,10 +254,11 @@ class Closed(Exception):
 
 
 class HandshakeRefused(Exception):
-    def __init__(self, status, body=""):
+    def __init__(self, status, body="", headers=None):
         super().__init__(f"handshake refused with HTTP {status}")
         self.status = status
         self.body = body
+        self.headers = headers or {}  # lower-case name -> value
 
 
 class WsTransport:
@@ -268,8 +269,10 @@ class WsTransport:
         self.ws = ws
 
     @classmethod
-    async def open(cls, url, subprotocols, headers, timeout, max_queue=4096, rcvbuf=None):
+    async def open(cls, url, subprotocols, headers, timeout, max_queue=4096, rcvbuf=None, ssl=None):
         extra = {}
+        if ssl is not None:
+            extra["ssl"] = ssl
         if rcvbuf:
             # a small receive window, set before connecting, so a client that stops
             # reading pushes back on the gateway almost at once
@@ -279,13 +282,16 @@ class WsTransport:
             sock.setblocking(False)
             await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (u.hostname, u.port)), timeout)
             extra["sock"] = sock
+            if ssl is not None:
+                extra["server_hostname"] = u.hostname
         try:
             ws = await ws_connect(url, subprotocols=subprotocols, additional_headers=headers,
                                   proxy=None, compression=None, max_size=None, max_queue=max_queue,
                                   ping_interval=None, open_timeout=timeout, close_timeout=5, **extra)
         except websockets.exceptions.InvalidStatus as e:
             raise HandshakeRefused(e.response.status_code,
-                                   (e.response.body or b"").decode(errors="replace")) from None
+                                   (e.response.body or b"").decode(errors="replace"),
+                                   {k.lower(): v for k, v in e.response.headers.raw_items()}) from None
         return cls(ws)
 
     @property
@@ -322,15 +328,17 @@ class AioTransport:
         self.ws = ws
 
     @classmethod
-    async def open(cls, url, subprotocols, headers, timeout):
+    async def open(cls, url, subprotocols, headers, timeout, ssl=None):
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=timeout))
+        extra = {"ssl": ssl} if ssl is not None else {}
         try:
             ws = await asyncio.wait_for(session.ws_connect(
                 url, protocols=tuple(subprotocols or ()), headers=headers, max_msg_size=0,
-                autoping=True, heartbeat=None), timeout)
+                autoping=True, heartbeat=None, **extra), timeout)
         except aiohttp.WSServerHandshakeError as e:
             await session.close()
-            raise HandshakeRefused(e.status, e.message) from None
+            raise HandshakeRefused(e.status, e.message,
+                                   {k.lower(): v for k, v in (e.headers or {}).items()}) from None
         except BaseException:
             await session.close()
             raise
@@ -554,21 +562,28 @@ def strip_meta(frame: dict) -> dict:
 # --- servers ----------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, name, proc: Proc, host: str, port: int, node_id: str, brokers: str):
+    def __init__(self, name, proc: Proc, host: str, port: int, node_id: str, brokers: str,
+                 ssl_context=None):
         self.name = name
         self.proc = proc
         self.host = host
         self.port = port
         self.node_id = node_id
         self.brokers = brokers
+        # a client-side ssl.SSLContext when the node serves TLS (wss://, https://), else None
+        self.ssl_context = ssl_context
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.ssl_context is not None else "ws"
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context is not None else 'http'}://127.0.0.1:{self.port}"
 
 
 class Ctx:
@@ -613,7 +628,7 @@ class Ctx:
             raise CaseError(f"dev-kafka first stdout line is not a bootstrap list: {line!r}")
         return proc, bootstrap
 
-    async def start_serve(self, name: str, brokers: str, node_id: str, extra=()) -> Server:
+    async def start_serve(self, name: str, brokers: str, node_id: str, extra=(), ssl_context=None) -> Server:
         argv = [self.binary, "serve", "--brokers", brokers, "--host", "127.0.0.1", "--port", "0",
                 "--node-id", node_id, *extra]
         proc = await self.procs.start(name, argv)
@@ -625,7 +640,7 @@ class Ctx:
             port_n = int(port)
         except ValueError:
             raise CaseError(f"{name}: cannot parse {line!r}") from None
-        srv = Server(name, proc, host, port_n, node_id, brokers)
+        srv = Server(name, proc, host, port_n, node_id, brokers, ssl_context)
         # readiness is checked by a case; here only wait (bounded) for it
         await self.wait_ready(srv, 15)
         return srv
@@ -660,6 +675,8 @@ class Ctx:
                       transport: str = "websockets", subprotocols=(SUBPROTOCOL,), headers=None,
                       timeout: float = 10.0, **transport_opts) -> Client:
         cls = AioTransport if transport == "aiohttp" else WsTransport
+        if srv.ssl_context is not None:
+            transport_opts.setdefault("ssl", srv.ssl_context)
         t = await cls.open(srv.ws + path, list(subprotocols) if subprotocols is not None else None,
                            headers, timeout, **transport_opts)
         c = Client(self, t, name or f"{transport}-{len(self.clients)}", self.tag)
@@ -668,7 +685,8 @@ class Ctx:
 
     async def http_get(self, srv: Server, path: str, headers=None, timeout: float = 5.0):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s:
-            async with s.get(srv.http + path, headers=headers, allow_redirects=False) as r:
+            extra = {"ssl": srv.ssl_context} if srv.ssl_context is not None else {}
+            async with s.get(srv.http + path, headers=headers, allow_redirects=False, **extra) as r:
                 return r.status, await r.text()
 
     async def close_clients(self):

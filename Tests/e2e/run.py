@@ -31,6 +31,8 @@ import cases_edges  # noqa: E402
 import cases_faults  # noqa: E402
 import cases_flow  # noqa: E402
 import cases_history  # noqa: E402
+import cases_liveness  # noqa: E402
+import cases_security  # noqa: E402
 import cases_session  # noqa: E402
 import kafkatools  # noqa: E402
 import schemacheck  # noqa: E402
@@ -146,6 +148,20 @@ CASES = [
     ("pinned_close", cases_flow.case_pinned_close, 60),
     ("slow_reader_catchup", cases_flow.case_slow_reader_catchup, 90),
     ("sweep_not_starved", cases_flow.case_sweep_not_starved, 90),
+    # edge: TLS, tokens, origins, handshake rules, liveness, limits, frame violations
+    ("tls", cases_security.case_tls, 60),
+    ("jwt_header", cases_security.case_jwt_header, 60),
+    ("jwt_auth_frame", cases_security.case_jwt_auth_frame, 45),
+    ("jwks", cases_security.case_jwks, 90),
+    ("origin", cases_security.case_origin, 30),
+    ("handshake_rules", cases_security.case_handshake_rules, 30),
+    ("handshake_limits", cases_liveness.case_handshake_limits, 45),
+    ("max_connections", cases_liveness.case_max_connections, 30),
+    ("frame_violations", cases_liveness.case_frame_violations, 90),
+    ("ping_liveness", cases_liveness.case_ping_liveness, 45),
+    ("ping_flood", cases_liveness.case_ping_flood, 60),
+    ("publish_rate", cases_liveness.case_publish_rate, 45),
+    ("floods", cases_liveness.case_floods, 90),
     ("drain_sigterm", cases_faults.case_drain, 90),
     ("broker_outage", cases_faults.case_outage, 130),  # last: kills a cluster
 ]
@@ -267,7 +283,7 @@ def main() -> int:
     ap.add_argument("--binary", default=".build/debug/streamgate", help="streamgate executable")
     ap.add_argument("--only", default="", help="comma-separated case names (cluster_start always runs)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs) after a passing run")
-    ap.add_argument("--budget", type=float, default=600.0, help="hard time limit for the whole run (s)")
+    ap.add_argument("--budget", type=float, default=900.0, help="hard time limit for the whole run (s)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args()
     if args.list:
