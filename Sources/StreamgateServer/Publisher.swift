@@ -1,10 +1,7 @@
+import Foundation
 import NIOCore
 import StreamgateCore
 import StreamgateKafka
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Where a publisher hands records: the producer, or a test double.
 protocol RecordSink: Sendable {
@@ -161,9 +158,7 @@ final class Publisher {
     }
 
     private static func nowMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
     }
 }
 
