@@ -57,6 +57,9 @@ final class BenchEnvironment {
                         "serve", "--brokers", brokers, "--host", "127.0.0.1", "--port", "0",
                         "--node-id", "bench", "--linger-ms", String(options.lingerMs), "--log-level", "warning",
                         "--kafka", "fetch.wait.max.ms=\(options.fetchWaitMs)",
+                        // The bench measures throughput, not the per-connection limits meant for internet clients.
+                        "--publish-rate", "100000000", "--publish-burst", "100000000",
+                        "--max-connections", "1000000",
                     ],
                     logDirectory: logDirectory)
                 gateway = child
