@@ -38,6 +38,8 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     private let environment: SessionEnvironment
     private let admission: UpgradeAdmission
     private var state = State.idle
+    /// Heads seen on this connection: only the first may upgrade (later ones never reach the upgrader).
+    private var heads = 0
 
     init(environment: SessionEnvironment, admission: UpgradeAdmission) {
         self.environment = environment
@@ -63,6 +65,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func decide(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        heads += 1
         let configuration = environment.configuration
         let verdict = HandshakeRules.evaluate(HandshakeHead(head), policy: environment.handshakePolicy)
         let request: WebSocketRequest
@@ -80,6 +83,9 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
             return context.fireChannelRead(wrapInboundOut(.head(head)))
         case .webSocket(let webSocket):
             request = webSocket
+        }
+        guard heads == 1 else {
+            return refuse(context, status: 400, "a WebSocket upgrade must be the first request of its connection")
         }
         guard case .websocket(let routed) = HTTPRoute.classify(head, namespaces: configuration.namespaces) else {
             state = .forwarding
@@ -151,6 +157,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     /// Reserves the connection's WebSocket place before the upgrade, so concurrent upgrades cannot overshoot
     /// the limit; the session takes it over, or it is given back when the connection closes without one.
     private func takePlace(_ context: ChannelHandlerContext) -> Bool {
+        guard !admission.holdsPlace else { return true }
         let registry = environment.registry
         guard registry.reserveWebSocket(limit: environment.configuration.maxConnections) else {
             refuse(context, status: 503, "connection limit reached: try another node or later")
