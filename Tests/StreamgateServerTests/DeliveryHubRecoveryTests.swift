@@ -88,7 +88,7 @@ import Testing
         let hub = try DeliveryHub(configuration: configuration, lookup: lookup, logger: Logger(label: "test"))
         hub.start()
         defer { hub.shutdown() }
-        lookup.probe.withLockedValue { $0 = { !hub.stalledPartitions(longerThan: .zero).isEmpty } }
+        lookup.probe.withLockedValue { $0 = { [weak hub] in !(hub?.stalledPartitions(longerThan: .zero).isEmpty ?? true) } }
 
         let channel = NIOAsyncTestingChannel()
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1))
@@ -123,5 +123,7 @@ import Testing
         }
         #expect(delivered.contains { $0.contains(#""type":"message""#) && $0.contains(#""offset":5"#) }, "\(delivered)")
         hub.unsubscribe(subscription)
+        outbox.close()
+        try await channel.close()
     }
 }
