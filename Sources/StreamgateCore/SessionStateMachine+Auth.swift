@@ -15,12 +15,24 @@ extension SessionStateMachine {
     public var subject: String? { identity?.subject }
 
     func isPublic(_ channel: ChannelName) -> Bool {
-        !configuration.publicNamespaces.isEmpty && configuration.publicNamespaces.contains(String(channel.namespace))
+        Self.isPublic(channel, publicNamespaces: configuration.publicNamespaces)
+    }
+
+    static func isPublic(_ channel: ChannelName, publicNamespaces: Set<String>) -> Bool {
+        !publicNamespaces.isEmpty && publicNamespaces.contains(String(channel.namespace))
+    }
+
+    /// Whether a client that is `identity` (`nil`: not authenticated) may subscribe to `channel`: the rule of
+    /// every subscribe, and of the bound channel at the upgrade.
+    public static func maySubscribe(_ channel: ChannelName, identity: Identity?, authRequired: Bool,
+                                    publicNamespaces: Set<String>) -> Bool {
+        if !authRequired || isPublic(channel, publicNamespaces: publicNamespaces) { return true }
+        return identity?.permissions.canSubscribe(channel) ?? false
     }
 
     func mayRead(_ channel: ChannelName) -> Bool {
-        if !configuration.authRequired || isPublic(channel) { return true }
-        return identity?.permissions.canSubscribe(channel) ?? false
+        Self.maySubscribe(channel, identity: identity, authRequired: configuration.authRequired,
+                          publicNamespaces: configuration.publicNamespaces)
     }
 
     func mayWrite(_ channel: ChannelName) -> Bool {
@@ -44,8 +56,8 @@ extension SessionStateMachine {
         case .subscribe(_, let channel, _) where isPublic(channel): return nil
         case .unsubscribe: return nil
         default:
-            return [unauthorized(request.id, "authenticate first: the first frame must be auth")]
-                + close(code: CloseCode.unauthorized, reason: "authentication required")
+            return close(code: CloseCode.unauthorized, reason: "authentication required",
+                         explaining: unauthorized(request.id, "authenticate first: the first frame must be auth"))
         }
     }
 
@@ -95,7 +107,7 @@ extension SessionStateMachine {
         guard state == .open || state == .draining, verifying != nil else { return [] }
         verifying = nil
         held.removeAll()
-        return [unauthorized(id, reason)] + close(code: CloseCode.unauthorized, reason: "unauthorized")
+        return close(code: CloseCode.unauthorized, reason: "unauthorized", explaining: unauthorized(id, reason))
     }
 
     /// Time passed (`now` monotonic nanoseconds, `wallSeconds` since 1970): a connection that did not
@@ -106,17 +118,17 @@ extension SessionStateMachine {
         if let deadline = authDeadline, identity == nil, now >= deadline {
             authDeadline = nil
             guard subscriptionCount == 0 else { return [] }
-            return [unauthorized(nil, "no auth frame within the auth timeout")]
-                + close(code: CloseCode.unauthorized, reason: "authentication timed out")
+            return close(code: CloseCode.unauthorized, reason: "authentication timed out",
+                         explaining: unauthorized(nil, "no auth frame within the auth timeout"))
         }
         if let identity, identity.expiresAt <= wallSeconds {
-            return [unauthorized(nil, "token expired")] + close(code: CloseCode.unauthorized, reason: "token expired")
+            return close(code: CloseCode.unauthorized, reason: "token expired", explaining: unauthorized(nil, "token expired"))
         }
         return []
     }
 
-    private func unauthorized(_ id: RequestID?, _ message: String) -> Action {
-        .reply(ServerFrameEncoder.error(RequestError(id: id, code: .unauthorized, message: message)))
+    private func unauthorized(_ id: RequestID?, _ message: String) -> [UInt8] {
+        ServerFrameEncoder.error(RequestError(id: id, code: .unauthorized, message: message))
     }
 }
 

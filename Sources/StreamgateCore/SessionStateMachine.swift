@@ -96,9 +96,10 @@ public struct SessionStateMachine: Sendable {
         case pauseReading
         /// Answer every publish still waiting for room in the producer's queue with `nack` (not persisted).
         case failWaitingPublishes
-        /// Write a close frame; close the transport once it is written (`thenCloseTransport`) or when the
-        /// close timeout passes, whichever comes first.
-        case sendClose(code: UInt16, reason: String, thenCloseTransport: Bool)
+        /// Write a close frame — preceded by `explanation`, a frame telling why (`error unauthorized` before
+        /// 4001), when there is one; close the transport once it is written (`thenCloseTransport`) or when the
+        /// close timeout passes, whichever comes first. Frames still queued are dropped, not waited for.
+        case sendClose(code: UInt16, reason: String, thenCloseTransport: Bool, explanation: [UInt8]?)
         /// Fail the connection (RFC 6455 §7.1.7): write a close frame ahead of everything, stop sending, and
         /// close the transport once the peer has gone or the close timeout passes — reading (and discarding)
         /// meanwhile, so unread input never turns the close into a reset that loses the close frame.
@@ -228,7 +229,7 @@ public struct SessionStateMachine: Sendable {
             } else {
                 answer = CloseCode.normal
             }
-            return [.sendClose(code: answer, reason: "", thenCloseTransport: true)]
+            return [.sendClose(code: answer, reason: "", thenCloseTransport: true, explanation: nil)]
         }
     }
 
@@ -296,11 +297,11 @@ public struct SessionStateMachine: Sendable {
         return [.failWaitingPublishes] + close(code: CloseCode.goingAway, reason: "server is shutting down")
     }
 
-    /// Close the connection with `code` (protocol violations, slow consumer, …).
-    public mutating func close(code: UInt16, reason: String) -> [Action] {
+    /// Close the connection with `code` (slow consumer, drain, authentication, …), after `explanation`.
+    public mutating func close(code: UInt16, reason: String, explaining explanation: [UInt8]? = nil) -> [Action] {
         guard state == .open || state == .draining else { return [] }
         state = .closing
-        return [.sendClose(code: code, reason: reason, thenCloseTransport: false)]
+        return [.sendClose(code: code, reason: reason, thenCloseTransport: false, explanation: explanation)]
     }
 
     /// The peer broke the protocol (or went silent): fail the connection with `code`.

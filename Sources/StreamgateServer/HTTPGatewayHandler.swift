@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import StreamgateCore
 
 /// Answers the plain HTTP requests: health, readiness, and refused or misdirected WebSocket requests.
 /// Readiness answers from state the backend keeps fresh (no Kafka request per probe); while the node drains
@@ -83,7 +84,7 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         var headers: [(String, String)] = []
         if status == .upgradeRequired {
             headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
-                       ("Sec-WebSocket-Protocol", HTTPRoute.subprotocol)]
+                       ("Sec-WebSocket-Protocol", HandshakeRules.subprotocol)]
         }
         inRequest = false
         HTTPReply.send(context, status: status, body: body, headers: headers, keepAlive: keepAlive)

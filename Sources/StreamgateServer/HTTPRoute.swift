@@ -19,17 +19,16 @@ enum HTTPRoute {
 
     case health
     case ready
-    case websocket(Result<(target: Target, subprotocol: String?), Rejection>)
+    case websocket(Result<Target, Rejection>)
     case notFound
 
-    static let subprotocol = "streamgate.v1"
 
     static func classify(_ head: HTTPRequestHead, namespaces: NamespaceMap) -> HTTPRoute {
         let (path, query) = split(head.uri)
         switch path {
         case "/healthz": return .health
         case "/readyz": return .ready
-        case "/v1/ws": return .websocket(websocket(head, target: .multiplexed, query: query))
+        case "/v1/ws": return .websocket(websocket(head, target: .multiplexed))
         default:
             guard path.hasPrefix("/v1/ws/") else { return .notFound }
             let raw = String(path.dropFirst("/v1/ws/".count))
@@ -49,31 +48,18 @@ enum HTTPRoute {
                 }
                 start = parsed
             }
-            return .websocket(websocket(head, target: .bound(channel, start), query: query))
+            return .websocket(websocket(head, target: .bound(channel, start)))
         }
     }
 
-    private static func websocket(_ head: HTTPRequestHead, target: Target, query: [(name: String, value: String)])
-        -> Result<(target: Target, subprotocol: String?), Rejection>
-    {
-        if query.contains(where: { $0.name == "token" || $0.name == "access_token" || $0.name == "jwt" }) {
-            return .failure(Rejection(status: .badRequest,
-                message: "tokens in the URL are refused (they leak into logs); use the Authorization header or an auth frame"))
-        }
-        guard head.method == .GET else {
-            return .failure(Rejection(status: .methodNotAllowed, message: "WebSocket upgrades use GET"))
-        }
-        let upgrade = head.headers[canonicalForm: "upgrade"].map { $0.lowercased() }
-        guard upgrade.contains("websocket") else {
+    /// The handshake rules (method, headers, key, version, subprotocol, query tokens) are ``HandshakeRules``,
+    /// which the handshake gate checks before any route; what is left here is a plain request to a WebSocket
+    /// path.
+    private static func websocket(_ head: HTTPRequestHead, target: Target) -> Result<Target, Rejection> {
+        guard head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else {
             return .failure(Rejection(status: .upgradeRequired, message: "this endpoint speaks WebSocket only"))
         }
-        let offered = head.headers[canonicalForm: "sec-websocket-protocol"].map { String($0) }
-        if offered.isEmpty { return .success((target, nil)) }
-        guard offered.contains(subprotocol) else {
-            return .failure(Rejection(status: .badRequest,
-                message: "unsupported subprotocol; this gateway speaks \(subprotocol)"))
-        }
-        return .success((target, subprotocol))
+        return .success(target)
     }
 
     private static func split(_ uri: String) -> (path: String, query: [(name: String, value: String)]) {

@@ -94,7 +94,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
         let target: HTTPRoute.Target
         switch routed {
         case .failure(let rejection): return refuse(context, status: Int(rejection.status.code), rejection.message)
-        case .success(let accepted): target = accepted.target
+        case .success(let accepted): target = accepted
         }
         if environment.lifecycle.isDraining {
             return refuse(context, status: 503, "draining: connect to another node")
@@ -131,8 +131,9 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
             refuse(context, status: 401, "invalid token: \(rejection.reason)",
                    headers: [("WWW-Authenticate", #"Bearer error="invalid_token""#)])
         case .success(let identity):
-            if case .bound(let channel, _) = target, !environment.configuration.publicNamespaces.contains(String(channel.namespace)),
-                !identity.permissions.canSubscribe(channel)
+            if case .bound(let channel, _) = target,
+                !SessionStateMachine.maySubscribe(channel, identity: identity, authRequired: true,
+                                                  publicNamespaces: environment.configuration.publicNamespaces)
             {
                 return refuse(context, status: 403, "the token does not allow subscribing to \(channel)")
             }

@@ -33,10 +33,11 @@ struct FrameViolationEvent: Sendable {
     let reason: String
 }
 
-/// When the connection last received a frame, shared by the frame guard (which sees every frame,
-/// fragments included) and the session (which pings and times out silent peers).
+/// Frames the connection received, fragments included: counted by the frame guard (which sees every
+/// frame), read at each sweep by the session, which pings and times out silent peers. A count, not a time:
+/// no clock read per frame; the sweep's own time is precise enough for time-outs of seconds.
 final class InboundActivity {
-    var lastFrame: NIODeadline = .now()
+    var frames: UInt64 = 0
 }
 
 /// Checks every frame against ``InboundFrameRules`` — masking, reserved bits and opcodes, fragmentation,
@@ -79,7 +80,7 @@ final class WebSocketFrameGuard: ChannelInboundHandler, RemovableChannelHandler 
             }
             return
         }
-        activity.lastFrame = .now()
+        activity.frames &+= 1
         let header = WebSocketFrameHeader(
             fin: frame.fin, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3,
             opcode: UInt8(webSocketOpcode: frame.opcode), masked: frame.maskKey != nil, length: frame.length)

@@ -9,7 +9,10 @@ extension WebSocketSession {
     func sweep(now: NIODeadline) {
         guard machine.state == .open || machine.state == .draining else { return }
         let nanoseconds = Int64(now.uptimeNanoseconds)
-        liveness.received(now: Int64(activity.lastFrame.uptimeNanoseconds))
+        if activity.frames != framesSeen {
+            framesSeen = activity.frames
+            liveness.received(now: nanoseconds)
+        }
         switch liveness.sweep(now: nanoseconds) {
         case .sendPing:
             pingCounter += 1

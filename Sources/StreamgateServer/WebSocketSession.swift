@@ -40,8 +40,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     let activity: InboundActivity
     private var sweeper: LoopSweeper?
     var pingCounter: UInt64 = 0
-    /// A reply to write just before the close frame (see ``perform(_:)``).
-    private var finalReply: [UInt8]?
+    /// ``InboundActivity/frames`` at the last sweep.
+    var framesSeen: UInt64 = 0
 
     init(environment: SessionEnvironment, connectionID: String, boundChannel: ChannelName?, boundStart: StartPosition,
          identity: SessionStateMachine.Identity?, activity: InboundActivity) {
@@ -175,15 +175,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     // MARK: - Actions
 
     func perform(_ actions: [SessionStateMachine.Action]) {
-        for (index, action) in actions.enumerated() {
-            // A reply that explains a close (`error unauthorized` before 4001) goes out with the close frame,
-            // ahead of the queued data the close drops.
-            if case .reply(let bytes) = action, index + 1 < actions.count, case .sendClose = actions[index + 1] {
-                finalReply = bytes
-                continue
-            }
-            perform(action)
-        }
+        for action in actions { perform(action) }
         if publisher.wantsPause { pauseReading() }
     }
 
@@ -221,8 +213,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             pauseReading()
         case .failWaitingPublishes:
             publisher.failWaiting(reason: "the connection closed before this publish reached Kafka")
-        case .sendClose(let code, let reason, let thenCloseTransport):
-            sendClose(code: code, reason: reason, thenCloseTransport: thenCloseTransport)
+        case .sendClose(let code, let reason, let thenCloseTransport, let explanation):
+            sendClose(code: code, reason: reason, thenCloseTransport: thenCloseTransport, explanation: explanation)
         case .failConnection(let code, let reason):
             failConnection(code: code, reason: reason)
         case .closeTransport:
@@ -286,7 +278,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     /// Writes the close frame ahead of anything still queued (queued data is dropped: the close must not wait
     /// behind it) and bounds the close: the transport is closed once the frame is written when asked, and
     /// in any case when the close timeout passes.
-    private func sendClose(code: UInt16, reason: String, thenCloseTransport: Bool) {
+    private func sendClose(code: UInt16, reason: String, thenCloseTransport: Bool, explanation: [UInt8]? = nil) {
         guard let context else { return }
         outbox.close()
         publisher.stop()
@@ -294,9 +286,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
         data.writeInteger(code)
         data.writeString(reason)
         let channel = context.channel
-        if let reply = finalReply {
-            finalReply = nil
-            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: reply))),
+        if let explanation {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(bytes: explanation))),
                           promise: nil)
         }
         let written = context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))

@@ -58,3 +58,14 @@ extension LivenessTests {
         #expect(sweep(&liveness, 15 * second) == .timedOut)
     }
 }
+
+extension LivenessTests {
+    /// Frames reported at the sweep that pings came before the ping: silence after it still times out.
+    @Test func framesReportedAtThePingingSweepDoNotAnswerThePing() {
+        var liveness = Liveness(intervalNanoseconds: 10 * second, timeoutNanoseconds: 5 * second, now: 0)
+        liveness.received(now: 10 * second)
+        #expect(sweep(&liveness, 10 * second) == .sendPing)
+        #expect(sweep(&liveness, 14 * second) == nil)
+        #expect(sweep(&liveness, 15 * second) == .timedOut)
+    }
+}

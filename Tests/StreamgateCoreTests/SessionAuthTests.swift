@@ -31,7 +31,7 @@ import Testing
         var machine = Self.machine()
         #expect(Self.describe(machine.opened(boundStart: .latest, now: 0)) == [])
         #expect(Self.describe(machine.received(.subscribe(id: Self.id(1), channel: Self.doc, from: .latest)))
-            == ["error unauthorized", "close 4001"])
+            == ["error unauthorized, close 4001"])
     }
 
     @Test func requestsWhileTheTokenIsVerifiedAreHeldThenHandledAsTheSubject() {
@@ -62,7 +62,7 @@ import Testing
         _ = machine.opened(boundStart: .latest, now: 0)
         _ = machine.received(.auth(id: Self.id(1), token: "t"))
         #expect(Self.describe(machine.tokenRejected(id: Self.id(1), reason: "token expired"))
-            == ["error unauthorized", "close 4001"])
+            == ["error unauthorized, close 4001"])
     }
 
     @Test func aRefreshMustKeepTheSubjectAndNarrowsSubscriptions() {
@@ -87,12 +87,12 @@ import Testing
         var machine = Self.machine(header: Self.alice(exp: 2_000))
         _ = machine.opened(boundStart: .latest, now: 0)
         #expect(Self.describe(machine.tick(now: 10 * Self.second, wallSeconds: 1_999)) == [])
-        #expect(Self.describe(machine.tick(now: 11 * Self.second, wallSeconds: 2_000)) == ["error unauthorized", "close 4001"])
+        #expect(Self.describe(machine.tick(now: 11 * Self.second, wallSeconds: 2_000)) == ["error unauthorized, close 4001"])
 
         var silent = Self.machine()
         _ = silent.opened(boundStart: .latest, now: 0)
         #expect(Self.describe(silent.tick(now: 4 * Self.second, wallSeconds: 0)) == [])
-        #expect(Self.describe(silent.tick(now: 5 * Self.second, wallSeconds: 0)) == ["error unauthorized", "close 4001"])
+        #expect(Self.describe(silent.tick(now: 5 * Self.second, wallSeconds: 0)) == ["error unauthorized, close 4001"])
     }
 
     @Test func publicNamespacesNeedNoToken() {
@@ -101,7 +101,7 @@ import Testing
         #expect(Self.describe(machine.received(.subscribe(id: Self.id(1), channel: Self.news, from: .latest))) == ["resolve 1"])
         // Holding a public subscription, it may stay past the auth timeout; it may not publish.
         #expect(Self.describe(machine.tick(now: 6 * Self.second, wallSeconds: 0)) == [])
-        #expect(Self.describe(machine.received(Self.publish(2, Self.news))) == ["error unauthorized", "close 4001"])
+        #expect(Self.describe(machine.received(Self.publish(2, Self.news))) == ["error unauthorized, close 4001"])
     }
 
     @Test func aBoundConnectionSubscribesOnceAuthenticatedAndOnlyWithPermission() {

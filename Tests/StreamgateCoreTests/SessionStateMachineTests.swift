@@ -34,7 +34,9 @@ import Testing
             case .verifyToken(_, let token): return "verify \(token)"
             case .pauseReading: return "pauseReading"
             case .failWaitingPublishes: return "failWaitingPublishes"
-            case .sendClose(let code, _, let then): return "close \(code)\(then ? " then transport" : "")"
+            case .sendClose(let code, _, let then, let explanation):
+                let close = "close \(code)\(then ? " then transport" : "")"
+                return explanation.map { describe([.reply($0)])[0] + ", " + close } ?? close
             case .failConnection(let code, _): return "fail \(code)"
             case .closeTransport: return "closeTransport"
             }

@@ -2,7 +2,9 @@
 /// timer of its own: the owner reports what it received and asks at each sweep what to do.
 ///
 /// Times are monotonic nanoseconds. Every `interval` the gateway sends a ping; a connection that sends
-/// nothing at all for `timeout` after a ping is timed out (4000). Anything received counts as life.
+/// nothing at all for `timeout` after a ping is timed out (4000). Anything received counts as life. The
+/// owner reports frames at sweep times: `received(now: t)` means "frames arrived up to t", so frames
+/// reported at the sweep that sends a ping came before it.
 public struct Liveness: Sendable, Equatable {
     public enum Action: Sendable, Equatable {
         case sendPing
@@ -23,16 +25,16 @@ public struct Liveness: Sendable, Equatable {
         self.lastPing = now
     }
 
-    /// A frame (any frame) arrived at `now`. Reporting the same or an older time again changes nothing.
+    /// Frames (any frames) arrived up to `now`. Reporting the same or an older time again changes nothing.
     public mutating func received(now: Int64) {
         guard now > lastReceived else { return }
         lastReceived = now
-        if let since = outstandingSince, now >= since { outstandingSince = nil }
+        if let since = outstandingSince, now > since { outstandingSince = nil }
     }
 
     /// What to do at this sweep.
     public mutating func sweep(now: Int64) -> Action? {
-        if let since = outstandingSince, lastReceived < since, now - since >= timeout {
+        if let since = outstandingSince, lastReceived <= since, now - since >= timeout {
             return .timedOut
         }
         guard now - lastPing >= interval else { return nil }
