@@ -11,18 +11,25 @@ public struct NamespaceRoute: Sendable, Equatable, Codable {
 
     public var topic: String
     public var mode: Mode
+    /// Connections one affinity channel may have on its owner (`429` beyond); `nil`: no limit but the node's.
+    public var maxPeers: Int?
 
-    public init(topic: String, mode: Mode = .fanout) {
+    public init(topic: String, mode: Mode = .fanout, maxPeers: Int? = nil) {
         self.topic = topic
         self.mode = mode
+        self.maxPeers = maxPeers
     }
 
-    private enum CodingKeys: String, CodingKey { case topic, mode }
+    private enum CodingKeys: String, CodingKey {
+        case topic, mode
+        case maxPeers = "max_peers"
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.topic = try container.decode(String.self, forKey: .topic)
         self.mode = try container.decodeIfPresent(Mode.self, forKey: .mode) ?? .fanout
+        self.maxPeers = try container.decodeIfPresent(Int.self, forKey: .maxPeers)
     }
 }
 
@@ -46,6 +53,17 @@ public struct NamespaceMap: Sendable, Equatable {
         return routes[String(channel.namespace)]
     }
 
+    /// Whether `channel` belongs to an affinity namespace.
+    public func isAffinity(_ channel: ChannelName) -> Bool {
+        route(for: channel)?.mode == .affinity
+    }
+
+    /// The topics of affinity namespaces.
+    public var affinityTopics: [String] {
+        guard let routes else { return [] }
+        return Array(Set(routes.values.filter { $0.mode == .affinity }.map(\.topic))).sorted()
+    }
+
     /// Every topic a channel can map to.
     public var topics: [String] {
         guard let routes else { return [Self.defaultTopic] }
@@ -60,9 +78,24 @@ public struct NamespaceMap: Sendable, Equatable {
             guard name.isEmpty || ChannelName(name).map({ !$0.value.contains(":") }) == true else {
                 throw ConfigurationError("namespace \"\(name)\" is not a valid channel prefix")
             }
-            guard !route.topic.isEmpty, route.topic.utf8.count <= 249 else {
-                throw ConfigurationError("namespace \"\(name)\" has an invalid topic name")
+            guard !route.topic.isEmpty, route.topic.utf8.count <= 249,
+                route.topic.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+                    || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+            else {
+                throw ConfigurationError("namespace \"\(name)\" has an invalid topic name (Kafka topics are 1-249 of [a-zA-Z0-9._-])")
             }
+            if let maxPeers = route.maxPeers, maxPeers < 1 {
+                throw ConfigurationError("namespace \"\(name)\": max_peers must be at least 1")
+            }
+            if route.maxPeers != nil, route.mode != .affinity {
+                throw ConfigurationError("namespace \"\(name)\": max_peers applies to mode \"affinity\" only")
+            }
+        }
+        let affinity = Set(file.namespaces.values.filter { $0.mode == .affinity }.map(\.topic))
+        if let shared = file.namespaces.first(where: { $0.value.mode == .fanout && affinity.contains($0.value.topic) }) {
+            // Every node reads fanout partitions; affinity partitions only their owner: one topic cannot be both.
+            throw ConfigurationError("topic \"\(shared.value.topic)\" serves both affinity and fanout namespaces (\"\(shared.key)\"); give each mode its own topics")
         }
         return NamespaceMap(routes: file.namespaces)
     }

@@ -100,6 +100,22 @@ public enum ServerFrameEncoder {
         return out
     }
 
+    /// `moved` (PROTOCOL §9): the affinity channel is served at `url`; `offset` is the next offset this node
+    /// would have delivered (present when ownership moved under a live subscription).
+    public static func moved(id: RequestID?, channel: ChannelName, url: String, offset: Int64?) -> [UInt8] {
+        var out = header("moved", id: id)
+        out.append(contentsOf: #","channel":"#.utf8)
+        appendString(&out, channel.value)
+        out.append(contentsOf: #","url":"#.utf8)
+        appendString(&out, url)
+        if let offset {
+            out.append(contentsOf: #","offset":"#.utf8)
+            appendInteger(&out, offset)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     public static func unsubscribed(id: RequestID?, channel: ChannelName) -> [UInt8] {
         var out = header("unsubscribed", id: id)
         out.append(contentsOf: #","channel":"#.utf8)
