@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        // etcd's JSON gateway (placement directory): the server ecosystem's HTTP client, on the node's event loops.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // jwt-kit's own dependency, named here because the token tests use its extra algorithms directly.
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"5.0.0"),
     ],
@@ -42,11 +44,24 @@ let package = Package(
             dependencies: [],
             swiftSettings: strictSwift
         ),
+        // The only code that speaks to etcd (v3 JSON gateway: KV, leases, watch).
+        .target(
+            name: "StreamgateEtcd",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "StreamgateServer",
             dependencies: [
                 "StreamgateCore",
                 "StreamgateKafka",
+                "StreamgateEtcd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -113,6 +128,16 @@ let package = Package(
         .testTarget(
             name: "StreamgateCoreTests",
             dependencies: ["StreamgateCore"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "StreamgateEtcdTests",
+            dependencies: [
+                "StreamgateEtcd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(

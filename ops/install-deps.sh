@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Streamgate need on Debian 12: librdkafka (linked as a
-# system library), kcat, openssl (test certificates), and the Python packages the end-to-end suite drives the gateway with.
+# system library), kcat, openssl (test certificates), etcd, HAProxy, curl and Chromium (the local cluster and its
+# tests), and the Python packages the end-to-end suite drives the gateway with.
 # Idempotent: does nothing that is already there.
 set -euo pipefail
 
@@ -11,6 +12,13 @@ command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The JWKS fetch goes through the toolchain's networking library, which loads libcurl.
 dpkg -s libcurl4 >/dev/null 2>&1 || need_apt+=(libcurl4)
+# The local cluster (ops/cluster.sh): etcd holds placement, HAProxy routes by SNI, curl asks the nodes;
+# Chromium is the browser client of the end-to-end suite.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     SUDO=""

@@ -93,6 +93,9 @@ public struct SessionStateMachine: Sendable {
         /// Verify `token` (off the event loop), then report ``tokenVerified(_:id:)`` or
         /// ``tokenRejected(id:reason:)``.
         case verifyToken(id: RequestID?, token: String)
+        /// Answer `moved` for an affinity channel (PROTOCOL §9): it is served on its owner's bound endpoint
+        /// only, and nothing was subscribed or published.
+        case redirect(id: RequestID?, channel: ChannelName)
         case pauseReading
         /// Answer every publish still waiting for room in the producer's queue with `nack` (not persisted).
         case failWaitingPublishes
@@ -130,7 +133,9 @@ public struct SessionStateMachine: Sendable {
     }
 
     public private(set) var state = State.open
-    let configuration: Configuration
+    /// Whether the bound affinity channel is being handed to another node (``handOff()``).
+    public private(set) var handingOff = false
+    public let configuration: Configuration
     private var slots: [ChannelName: ChannelSlot] = [:]
     /// Channels whose next subscribe waits for a free look-up.
     private var waiting: [ChannelName] = []
@@ -180,6 +185,7 @@ public struct SessionStateMachine: Sendable {
             return receivedToken(id: id, token: token)
         case .subscribe(let id, let channel, let start):
             if let refusal = refuseOnBound(id) { return [refusal] }
+            if configuration.namespaces.isAffinity(channel) { return [.redirect(id: id, channel: channel)] }
             guard mayRead(channel) else { return [forbidden(id, "no permission to subscribe to \(channel)")] }
             return subscribe(id: id, channel: channel, start: start)
         case .unsubscribe(let id, let channel):
@@ -192,6 +198,9 @@ public struct SessionStateMachine: Sendable {
             }
             guard let route = configuration.namespaces.route(for: channel) else {
                 return [unknownNamespace(id, channel)]
+            }
+            if route.mode == .affinity, channel != configuration.boundChannel || handingOff {
+                return [.redirect(id: id, channel: channel)]
             }
             guard mayWrite(channel) else { return [forbidden(id, "no permission to publish to \(channel)")] }
             return [.publish(id: id, channel: channel, topic: route.topic, payload: payload, msgID: msgID,
@@ -287,6 +296,16 @@ public struct SessionStateMachine: Sendable {
     /// Stop reading new frames (the node drains).
     public mutating func beginDrain() -> [Action] {
         guard state == .open else { return [] }
+        state = .draining
+        return [.pauseReading]
+    }
+
+    /// The node stops serving this connection's affinity channel (ownership moved): stop reading; publishes
+    /// that still arrive are answered `moved` and not stored. The owner then waits for the publishes in
+    /// flight, sends `moved` with the resume offset, and closes with ``CloseCode/moved``.
+    public mutating func handOff() -> [Action] {
+        guard state == .open || state == .draining, !handingOff else { return [] }
+        handingOff = true
         state = .draining
         return [.pauseReading]
     }

@@ -30,6 +30,9 @@ final class ConnectionOutbox: Sendable {
         /// only the latest ping).
         var pendingPong: ByteBuffer?
         var pendingPing: ByteBuffer?
+        /// Set by ``finish(with:then:)``: nothing more is queued, and this runs once the queue is written.
+        var sealed = false
+        var whenWritten: (@Sendable () -> Void)?
     }
 
     private let channel: any Channel
@@ -70,7 +73,7 @@ final class ConnectionOutbox: Sendable {
     @discardableResult
     func enqueue(_ frame: ByteBuffer) -> Bool {
         let schedule: Bool? = state.withLockedValue { state in
-            guard !state.closed else { return nil }
+            guard !state.closed, !state.sealed else { return nil }
             return Self.append(frame, to: &state)
         }
         guard let schedule else { return false }
@@ -109,7 +112,7 @@ final class ConnectionOutbox: Sendable {
     /// caller then pauses the subscription, and it is handed to `resume` once there is room again.
     func offer(_ frame: ByteBuffer, for subscription: Subscription) -> Bool {
         let schedule: Bool? = state.withLockedValue { state in
-            guard !state.closed else { return nil }
+            guard !state.closed, !state.sealed else { return nil }
             guard state.queuedBytes < pauseBytes else {
                 state.paused.append(subscription)
                 return nil
@@ -129,10 +132,26 @@ final class ConnectionOutbox: Sendable {
         return true
     }
 
+    /// Queues `frame` as the last one: nothing is accepted after it, and `then` runs on the event loop once
+    /// everything queued, `frame` included, has been handed to the channel (a hand-off's `moved` must follow
+    /// every record already queued, and the close must follow it). A client that stops reading meanwhile is
+    /// still reported through `onStall`.
+    func finish(with frame: ByteBuffer, then: @escaping @Sendable () -> Void) {
+        let schedule: Bool? = state.withLockedValue { state in
+            guard !state.closed, !state.sealed else { return nil }
+            state.sealed = true
+            state.whenWritten = then
+            return Self.append(frame, to: &state)
+        }
+        guard let schedule else { return }
+        if schedule { channel.eventLoop.execute { self.flush() } }
+    }
+
     /// Stops accepting frames and drops what is queued (a close must not wait behind it).
     func close() {
         state.withLockedValue { state in
             state.closed = true
+            state.whenWritten = nil
             state.frames.removeAll()
             state.queuedBytes = 0
             state.paused.removeAll()
@@ -185,9 +204,14 @@ final class ConnectionOutbox: Sendable {
             return state.flushAgain
         })
         var toResume: [Subscription] = []
+        var written: (@Sendable () -> Void)?
         let now = channel.eventLoop.now
         let checkStall = state.withLockedValue { state -> Bool in
             state.flushing = false
+            if state.frames.isEmpty, let then = state.whenWritten {
+                state.whenWritten = nil
+                written = then
+            }
             if wrote || state.frames.isEmpty { state.lastProgress = now }
             if !state.paused.isEmpty, state.queuedBytes < pauseBytes / 2 {
                 toResume = state.paused
@@ -199,6 +223,7 @@ final class ConnectionOutbox: Sendable {
         }
         if !toResume.isEmpty { resume(toResume) }
         if checkStall { scheduleStallCheck(after: stallTimeout) }
+        written?()
     }
 
     private func scheduleStallCheck(after delay: TimeAmount) {

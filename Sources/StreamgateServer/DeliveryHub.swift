@@ -74,6 +74,17 @@ final class DeliveryHub: Sendable {
         }
     }
 
+    /// Removes `subscription` and returns the next offset it would have been delivered, as one step: every
+    /// record before that offset was queued to it, none after. `nil` when it was not subscribed.
+    func unsubscribeReturningNext(_ subscription: Subscription) -> Int64? {
+        let location = TopicPartition(topic: subscription.topic, partition: subscription.partition)
+        return existingSlot(location)?.state.withLockedValue { state in
+            let next = state.fanout.next(of: subscription, channel: subscription.channel.value)
+            perform(state.fanout.unsubscribe(subscription, channel: subscription.channel.value), location, &state)
+            return next
+        }
+    }
+
     /// Lets subscriptions paused by their connection's flow control take records again.
     func resume(_ subscriptions: [Subscription]) {
         for subscription in subscriptions {

@@ -90,6 +90,21 @@ public struct GatewayConfiguration: Sendable {
     /// 256 connections each hold a maximal message half-sent.
     public var maxAssemblingBytes = 256 * 1024 * 1024
 
+    // MARK: Cluster: placement of affinity channels (PROTOCOL §9)
+
+    /// etcd client URLs (`http://host:2379`); `nil` runs the node alone, without affinity namespaces.
+    public var etcdEndpoints: [String]?
+    /// Where the node keeps its keys in etcd.
+    public var etcdPrefix = "/streamgate"
+    /// The URL clients reach this node at (`wss://server2.example.com`): what redirects, `locate` and `moved`
+    /// point at. `nil`: `ws(s)://host:port` as bound.
+    public var publicURL: String?
+    /// The node's etcd lease. It renews every quarter of it and stops serving affinity partitions three
+    /// quarters after its last successful renewal was sent, before etcd can expire it; others take over at
+    /// the latest one TTL after a crash. 10 s: failover within seconds, while a GC pause or a slow etcd
+    /// write (well under a second) never costs the lease.
+    public var leaseTTLSeconds = 10
+
     /// How often each event loop sweeps its connections' deadlines: a quarter of the shortest one, between
     /// 50 ms and 1 s.
     var sweepInterval: TimeAmount {

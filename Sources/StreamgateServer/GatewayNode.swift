@@ -1,10 +1,13 @@
 import Logging
+import NIOPosix
 import ServiceLifecycle
 
 /// A whole node: its services in the order a service group must run them.
 public enum GatewayNode {
-    /// The Kafka backend, then the edge. The group shuts them down in reverse order: the edge drains first,
-    /// while the backend still produces and delivers; then the backend flushes and stops.
+    /// The Kafka backend, the edge, and — in a cluster — the placement. The group shuts them down in reverse
+    /// order: the placement hands its affinity partitions to their next owners first (their clients move
+    /// while everything still runs), then the edge drains while the backend still produces and delivers;
+    /// then the backend flushes and stops.
     ///
     /// Blocking: opens the Kafka handles (and the development cluster without brokers).
     public static func services(configuration: GatewayConfiguration, logger: Logger,
@@ -12,7 +15,17 @@ public enum GatewayNode {
         -> [any Service]
     {
         let backend = try KafkaBackend(configuration: configuration, logger: logger)
-        let server = GatewayServer(configuration: configuration, backend: backend, logger: logger, onListening: onListening)
-        return [backend, server]
+        guard configuration.etcdEndpoints != nil else {
+            let server = GatewayServer(configuration: configuration, backend: backend, logger: logger, onListening: onListening)
+            return [backend, server]
+        }
+        let placement = ClusterPlacement(clustered: configuration)
+        let registry = ConnectionRegistry()
+        let server = GatewayServer(configuration: configuration, backend: backend, placement: placement,
+                                   registry: registry, logger: logger, onListening: onListening)
+        let membership = PlacementService(configuration: configuration, placement: placement, backend: backend,
+                                          registry: registry, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                                          logger: logger)
+        return [backend, server, membership]
     }
 }

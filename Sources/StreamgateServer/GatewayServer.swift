@@ -19,15 +19,26 @@ import Glibc
 public final class GatewayServer: Service {
     private let configuration: GatewayConfiguration
     private let backend: KafkaBackend
+    private let placement: ClusterPlacement
+    private let registry: ConnectionRegistry
     private let logger: Logger
     private let onListening: @Sendable (String, Int) -> Void
 
     /// - Parameters:
     ///   - onListening: called once bound, with the host and the actual port.
-    public init(configuration: GatewayConfiguration, backend: KafkaBackend, logger: Logger,
-                onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) {
+    public convenience init(configuration: GatewayConfiguration, backend: KafkaBackend, logger: Logger,
+                            onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in }) {
+        self.init(configuration: configuration, backend: backend,
+                  placement: ClusterPlacement(standalone: configuration), registry: ConnectionRegistry(), logger: logger,
+                  onListening: onListening)
+    }
+
+    init(configuration: GatewayConfiguration, backend: KafkaBackend, placement: ClusterPlacement,
+         registry: ConnectionRegistry, logger: Logger, onListening: @escaping @Sendable (String, Int) -> Void) {
         self.configuration = configuration
         self.backend = backend
+        self.placement = placement
+        self.registry = registry
         self.logger = logger
         self.onListening = onListening
     }
@@ -48,12 +59,12 @@ public final class GatewayServer: Service {
             logger.warning("PLAIN TEXT: no --tls-cert/--tls-key; serve behind a TLS-terminating proxy or on a trusted network only")
         }
         let environment = SessionEnvironment(
-            configuration: configuration, backend: backend, registry: ConnectionRegistry(), blockingPool: pool,
+            configuration: configuration, backend: backend, registry: registry, blockingPool: pool,
             searchPool: searchPool, lifecycle: GatewayLifecycle(),
             decoder: ClientFrameDecoder(maxPayloadBytes: configuration.maxMessageBytes), verifier: verifier,
             handshakePolicy: HandshakePolicy(allowedOrigins: configuration.allowedOrigins),
             sweepers: LoopSweepers(interval: configuration.sweepInterval),
-            assemblyBudget: AssemblyBudget(limit: configuration.maxAssemblingBytes), logger: logger)
+            assemblyBudget: AssemblyBudget(limit: configuration.maxAssemblingBytes), placement: placement, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let server: any Channel
         do {
@@ -68,6 +79,7 @@ public final class GatewayServer: Service {
         let port = server.localAddress?.port ?? configuration.port
         logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port)",
                                             "tls": "\(tls != nil)", "auth": "\(verifier != nil)"])
+        placement.bound(host: configuration.host, port: port, tls: tls != nil)
         onListening(configuration.host, port)
 
         let reloads = Task { await Self.reloadOnHangUp(tls: tls, verifier: verifier, logger: logger) }
@@ -169,8 +181,9 @@ public final class GatewayServer: Service {
                         throw HTTPRoute.Rejection(status: .badRequest, message: "upgrade not admitted")
                     }
                     admission.value.admitted = nil
-                    // The session gives the connection's place back when it goes.
+                    // The session gives the connection's places back when it goes.
                     admission.value.holdsPlace = false
+                    admission.value.heldPeer = nil
                     let (bound, start): (ChannelName?, StartPosition) =
                         switch admitted.target {
                         case .multiplexed: (nil, .latest)
@@ -182,7 +195,7 @@ public final class GatewayServer: Service {
                                             budget: environment.assemblyBudget, activity: activity),
                         WebSocketSession(environment: environment, connectionID: ConnectionID.next(),
                                          boundChannel: bound, boundStart: start, identity: admitted.identity,
-                                         activity: activity),
+                                         affinity: admitted.affinity, activity: activity),
                     ])
                 }
             })

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import StreamgateCore
@@ -11,6 +12,8 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let environment: SessionEnvironment
     private var route: HTTPRoute?
+    /// The request's `Origin`, when a browser sent it (answered for CORS on the JSON routes).
+    private var origin: String?
     private var keepAlive = true
     private var inRequest = false
 
@@ -46,6 +49,7 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .head(let head):
             inRequest = true
             route = HTTPRoute.classify(head, namespaces: environment.configuration.namespaces)
+            origin = head.headers.first(name: "origin")
             keepAlive = head.isKeepAlive && !environment.lifecycle.isDraining
         case .body:
             break
@@ -75,19 +79,44 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .websocket(.success):
             // Only reached when the upgrader declined a request this handler would accept (a bad key or version).
             send(context: context, status: .badRequest, body: "invalid WebSocket handshake\n")
+        case .locate(.failure(let rejection)):
+            send(context: context, status: rejection.status, body: rejection.message + "\n")
+        case .locate(.success(let (channel, route))):
+            if let location = environment.placement.locate(channel, route: route) {
+                sendJSON(context: context, status: .ok, location)
+            } else {
+                send(context: context, status: .serviceUnavailable, body: "no node serves \(channel) right now; try again shortly\n",
+                     extra: [("Retry-After", "1")])
+            }
+        case .cluster:
+            sendJSON(context: context, status: .ok,
+                     environment.placement.snapshot(localConnections: environment.registry.webSocketCount))
         case .notFound:
             send(context: context, status: .notFound, body: "not found\n")
         }
     }
 
-    private func send(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String) {
-        var headers: [(String, String)] = []
+    private func sendJSON(context: ChannelHandlerContext, status: HTTPResponseStatus, _ value: some Encodable) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        send(context: context, status: status, body: body + "\n", contentType: "application/json")
+    }
+
+    private func send(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String,
+                      extra: [(String, String)] = [], contentType: String = "text/plain; charset=utf-8") {
+        var headers = extra
         if status == .upgradeRequired {
-            headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
-                       ("Sec-WebSocket-Protocol", HandshakeRules.subprotocol)]
+            headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
+                        ("Sec-WebSocket-Protocol", HandshakeRules.subprotocol)]
+        }
+        // Browsers read `locate` from pages of other origins: allowed origins (any, without an allowlist)
+        // may read the answers; they carry no credentials.
+        if let origin, environment.handshakePolicy.allows(origin: origin) {
+            headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         }
         inRequest = false
-        HTTPReply.send(context, status: status, body: body, headers: headers, keepAlive: keepAlive)
+        HTTPReply.send(context, status: status, body: body, headers: headers, keepAlive: keepAlive, contentType: contentType)
     }
 }
 

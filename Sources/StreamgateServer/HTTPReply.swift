@@ -5,9 +5,10 @@ import NIOHTTP1
 enum HTTPReply {
     /// Writes the response; closes the connection once it is written unless `keepAlive`.
     static func send(_ context: ChannelHandlerContext, status: HTTPResponseStatus, body: String,
-                     headers extra: [(String, String)] = [], keepAlive: Bool) {
+                     headers extra: [(String, String)] = [], keepAlive: Bool,
+                     contentType: String = "text/plain; charset=utf-8") {
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         for (name, value) in extra { headers.add(name: name, value: value) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }

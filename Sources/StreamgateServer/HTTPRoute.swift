@@ -20,8 +20,11 @@ enum HTTPRoute {
     case health
     case ready
     case websocket(Result<Target, Rejection>)
+    /// `GET /v1/locate/{channel}`: where the channel is served (PROTOCOL §9).
+    case locate(Result<(ChannelName, NamespaceRoute), Rejection>)
+    /// `GET /v1/cluster`: the nodes and what they own.
+    case cluster
     case notFound
-
 
     static func classify(_ head: HTTPRequestHead, namespaces: NamespaceMap) -> HTTPRoute {
         let (path, query) = split(head.uri)
@@ -29,16 +32,16 @@ enum HTTPRoute {
         case "/healthz": return .health
         case "/readyz": return .ready
         case "/v1/ws": return .websocket(websocket(head, target: .multiplexed))
+        case "/v1/cluster": return .cluster
         default:
-            guard path.hasPrefix("/v1/ws/") else { return .notFound }
-            let raw = String(path.dropFirst("/v1/ws/".count))
-            guard let decoded = raw.removingPercentEncoding, let channel = ChannelName(decoded) else {
-                return .websocket(.failure(Rejection(status: .badRequest,
-                    message: "invalid channel name: 1 to 200 bytes of [A-Za-z0-9._~:@/-]")))
+            if path.hasPrefix("/v1/locate/") {
+                return .locate(channel(String(path.dropFirst("/v1/locate/".count)), namespaces: namespaces))
             }
-            guard namespaces.route(for: channel) != nil else {
-                return .websocket(.failure(Rejection(status: .notFound,
-                    message: "unknown_namespace: namespace \"\(channel.namespace)\" is not configured")))
+            guard path.hasPrefix("/v1/ws/") else { return .notFound }
+            let channel: ChannelName
+            switch Self.channel(String(path.dropFirst("/v1/ws/".count)), namespaces: namespaces) {
+            case .failure(let rejection): return .websocket(.failure(rejection))
+            case .success(let (named, _)): channel = named
             }
             var start = StartPosition.latest
             if let from = query.first(where: { $0.name == "from" })?.value {
@@ -50,6 +53,24 @@ enum HTTPRoute {
             }
             return .websocket(websocket(head, target: .bound(channel, start)))
         }
+    }
+
+    private static func channel(_ raw: String, namespaces: NamespaceMap) -> Result<(ChannelName, NamespaceRoute), Rejection> {
+        guard let decoded = raw.removingPercentEncoding, let channel = ChannelName(decoded) else {
+            return .failure(Rejection(status: .badRequest, message: "invalid channel name: 1 to 200 bytes of [A-Za-z0-9._~:@/-]"))
+        }
+        guard let route = namespaces.route(for: channel) else {
+            return .failure(Rejection(status: .notFound,
+                message: "unknown_namespace: namespace \"\(channel.namespace)\" is not configured"))
+        }
+        return .success((channel, route))
+    }
+
+    /// The query of `uri` as sent (for a redirect that keeps it), `nil` without one.
+    static func rawQuery(_ uri: String) -> String? {
+        guard let mark = uri.firstIndex(of: "?") else { return nil }
+        let query = String(uri[uri.index(after: mark)...])
+        return query.isEmpty ? nil : query
     }
 
     /// The handshake rules (method, headers, key, version, subprotocol, query tokens) are ``HandshakeRules``,

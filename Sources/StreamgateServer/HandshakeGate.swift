@@ -9,11 +9,15 @@ final class UpgradeAdmission {
         var subprotocol: String?
         /// The header token's identity; `nil` without one (the client may still send an `auth` frame).
         var identity: SessionStateMachine.Identity?
+        /// The partition of a bound affinity channel this node serves.
+        var affinity: PartitionKey?
     }
 
     var admitted: Admitted?
     /// Whether this connection holds a WebSocket place that no session has taken over yet.
     var holdsPlace = false
+    /// The affinity channel whose peer place this connection holds, until a session takes it over.
+    var heldPeer: ChannelName?
 }
 
 /// Decides every request head before the upgrader sees it: the RFC 6455 handshake rules and the origin
@@ -99,12 +103,27 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
         if environment.lifecycle.isDraining {
             return refuse(context, status: 503, "draining: connect to another node")
         }
+        var affinity: PartitionKey?
+        if case .bound(let channel, _) = target, let route = configuration.namespaces.route(for: channel),
+            route.mode == .affinity
+        {
+            switch environment.placement.decide(channel, topic: route.topic) {
+            case .serveHere(let partition):
+                affinity = partition
+            case .redirect(let base):
+                let location = ClusterPlacement.boundURL(base: base, channel: channel, query: HTTPRoute.rawQuery(head.uri))
+                return refuse(context, status: 302, "\(channel) is served at \(location)", headers: [("Location", location)])
+            case .unavailable(let reason):
+                return refuse(context, status: 503, "\(reason); try again shortly", headers: [("Retry-After", "1")])
+            }
+        }
         guard let verifier = environment.verifier else {
-            return admit(head, target: target, subprotocol: request.subprotocol, identity: nil, context: context)
+            return admit(head, target: target, subprotocol: request.subprotocol, identity: nil, affinity: affinity,
+                         context: context)
         }
         switch request.authorization {
         case .none:
-            admit(head, target: target, subprotocol: request.subprotocol, identity: nil, context: context)
+            admit(head, target: target, subprotocol: request.subprotocol, identity: nil, affinity: affinity, context: context)
         case .invalid:
             refuse(context, status: 401, "invalid token: the Authorization header must be: Bearer <token>",
                    headers: [("WWW-Authenticate", #"Bearer error="invalid_token""#)])
@@ -116,7 +135,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
             Task {
                 let result = await verifier.verify(token)
                 eventLoop.execute {
-                    gate.value.verified(result, target: target, subprotocol: request.subprotocol,
+                    gate.value.verified(result, target: target, subprotocol: request.subprotocol, affinity: affinity,
                                         context: boundContext.value)
                 }
             }
@@ -124,7 +143,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func verified(_ result: Result<VerifiedToken, TokenRejection>, target: HTTPRoute.Target,
-                          subprotocol: String?, context: ChannelHandlerContext) {
+                          subprotocol: String?, affinity: PartitionKey?, context: ChannelHandlerContext) {
         guard case .holding(let parts) = state, context.channel.isActive else { return }
         switch result {
         case .failure(let rejection):
@@ -137,8 +156,8 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
             {
                 return refuse(context, status: 403, "the token does not allow subscribing to \(channel)")
             }
-            guard takePlace(context) else { return }
-            admission.admitted = .init(target: target, subprotocol: subprotocol, identity: identity)
+            guard takePlace(context, target: target, affinity: affinity) else { return }
+            admission.admitted = .init(target: target, subprotocol: subprotocol, identity: identity, affinity: affinity)
             state = .forwarding
             for part in parts {
                 if case .end = part { state = .idle }
@@ -148,25 +167,41 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func admit(_ head: HTTPRequestHead, target: HTTPRoute.Target, subprotocol: String?,
-                       identity: SessionStateMachine.Identity?, context: ChannelHandlerContext) {
-        guard takePlace(context) else { return }
-        admission.admitted = .init(target: target, subprotocol: subprotocol, identity: identity)
+                       identity: SessionStateMachine.Identity?, affinity: PartitionKey?, context: ChannelHandlerContext) {
+        guard takePlace(context, target: target, affinity: affinity) else { return }
+        admission.admitted = .init(target: target, subprotocol: subprotocol, identity: identity, affinity: affinity)
         state = .forwarding
         context.fireChannelRead(wrapInboundOut(.head(head)))
     }
 
-    /// Reserves the connection's WebSocket place before the upgrade, so concurrent upgrades cannot overshoot
-    /// the limit; the session takes it over, or it is given back when the connection closes without one.
-    private func takePlace(_ context: ChannelHandlerContext) -> Bool {
+    /// Reserves the connection's WebSocket place — and, for an affinity channel, one of its peer places —
+    /// before the upgrade, so concurrent upgrades cannot overshoot the limits; the session takes them over,
+    /// or they are given back when the connection closes without one.
+    private func takePlace(_ context: ChannelHandlerContext, target: HTTPRoute.Target, affinity: PartitionKey?) -> Bool {
         guard !admission.holdsPlace else { return true }
         let registry = environment.registry
+        let members = environment.placement.members
         guard registry.reserveWebSocket(limit: environment.configuration.maxConnections) else {
             refuse(context, status: 503, "connection limit reached: try another node or later")
             return false
         }
+        if affinity != nil, case .bound(let channel, _) = target {
+            let limit = environment.configuration.namespaces.route(for: channel)?.maxPeers
+            guard members.reservePeer(channel, limit: limit) else {
+                registry.releaseWebSocket()
+                refuse(context, status: 429, "\(channel) has its \(limit ?? 0) peers already; try again later",
+                       headers: [("Retry-After", "1")])
+                return false
+            }
+            admission.heldPeer = channel
+        }
         admission.holdsPlace = true
         let admission = NIOLoopBound(self.admission, eventLoop: context.eventLoop)
         context.channel.closeFuture.whenComplete { _ in
+            if let peer = admission.value.heldPeer {
+                admission.value.heldPeer = nil
+                members.releasePeer(peer)
+            }
             guard admission.value.holdsPlace else { return }
             admission.value.holdsPlace = false
             registry.releaseWebSocket()

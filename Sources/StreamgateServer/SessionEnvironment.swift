@@ -21,5 +21,7 @@ struct SessionEnvironment: Sendable {
     let sweepers: LoopSweepers
     /// Bytes of fragmented messages being assembled, node-wide.
     let assemblyBudget: AssemblyBudget
+    /// Where affinity channels live (PROTOCOL §9).
+    let placement: ClusterPlacement
     let logger: Logger
 }

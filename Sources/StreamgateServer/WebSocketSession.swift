@@ -16,7 +16,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     typealias OutboundOut = WebSocketFrame
 
     /// A ticket's subscription and, until it is attached, its resolved start.
-    private struct Ticketed {
+    struct Ticketed {
         var subscription: Subscription
         var id: RequestID?
         var resolution: StartResolution?
@@ -25,12 +25,14 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     let environment: SessionEnvironment
     private let connectionID: String
     private let boundStart: StartPosition
-    private let window: PublishWindow
+    let window: PublishWindow
+    /// The partition of the bound affinity channel, which this node served at the upgrade.
+    let affinity: PartitionKey?
     var machine: SessionStateMachine
     var outbox: ConnectionOutbox!
     private var publisher: Publisher!
     var context: ChannelHandlerContext?
-    private var tickets: [SessionStateMachine.Ticket: Ticketed] = [:]
+    var tickets: [SessionStateMachine.Ticket: Ticketed] = [:]
     private var readingPaused = false
     /// Tickets re-subscribing a channel that moved partition, with the offset it had reached in the old one.
     private var repartitioned: [SessionStateMachine.Ticket: Int64] = [:]
@@ -44,10 +46,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     var framesSeen: UInt64 = 0
 
     init(environment: SessionEnvironment, connectionID: String, boundChannel: ChannelName?, boundStart: StartPosition,
-         identity: SessionStateMachine.Identity?, activity: InboundActivity) {
+         identity: SessionStateMachine.Identity?, affinity: PartitionKey? = nil, activity: InboundActivity) {
         self.environment = environment
         self.connectionID = connectionID
         self.boundStart = boundStart
+        self.affinity = affinity
         self.activity = activity
         self.window = PublishWindow(total: environment.registry.inFlight)
         let configuration = environment.configuration
@@ -86,6 +89,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             window: window, outbox: outbox,
             onRoom: { channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened) })
         environment.registry.add(ObjectIdentifier(self), channel)
+        if let affinity, let bound = machine.configuration.boundChannel {
+            environment.placement.members.join(ObjectIdentifier(self), partition: affinity, channel: bound,
+                                               connection: channel)
+        }
         let sweeper = environment.sweepers.sweeper(for: context.eventLoop)
         sweeper.add(self)
         self.sweeper = sweeper
@@ -115,7 +122,9 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             let result = frame.data.withUnsafeReadableBytes { environment.decoder.decode($0) }
             switch result {
             case .failure(let error): perform(machine.receivedInvalid(error))
-            case .success(let request): perform(machine.received(request))
+            case .success(let request):
+                if case .publish = request { confirmPlacement() }
+                perform(machine.received(request))
             }
         case .binary:
             perform(machine.receivedBinary())
@@ -144,6 +153,8 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             perform(machine.fail(code: violation.code, reason: violation.reason))
         case is SlowConsumerEvent:
             perform(machine.close(code: CloseCode.slowConsumer, reason: "slow consumer: resume from your last offset"))
+        case let handOff as PartitionHandOffEvent:
+            beginHandOff(to: handOff.url)
         case let moved as SubscriptionMovedEvent:
             guard let (ticket, _) = tickets.first(where: { $0.value.subscription === moved.subscription }) else { return }
             let from = environment.backend.hub.next(of: moved.subscription)
@@ -209,6 +220,10 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             publisher.publish(id: id, channel: channel, topic: topic, payload: payload, headers: headers)
         case .verifyToken(let id, let token):
             verify(token, id: id)
+        case .redirect(let id, let channel):
+            let topic = machine.configuration.namespaces.route(for: channel)?.topic ?? ""
+            outbox.enqueue(bytes: ServerFrameEncoder.moved(
+                id: id, channel: channel, url: environment.placement.movedURL(for: channel, topic: topic), offset: nil))
         case .pauseReading:
             pauseReading()
         case .failWaitingPublishes:
@@ -278,7 +293,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
     /// Writes the close frame ahead of anything still queued (queued data is dropped: the close must not wait
     /// behind it) and bounds the close: the transport is closed once the frame is written when asked, and
     /// in any case when the close timeout passes.
-    private func sendClose(code: UInt16, reason: String, thenCloseTransport: Bool, explanation: [UInt8]? = nil) {
+    func sendClose(code: UInt16, reason: String, thenCloseTransport: Bool, explanation: [UInt8]? = nil) {
         guard let context else { return }
         outbox.close()
         publisher.stop()
@@ -291,6 +306,13 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
                           promise: nil)
         }
         let written = context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+        // The peer's answering close must be read (what comes before it is dropped): a read paused for flow
+        // control or a hand-off would hold the close until its time-out.
+        if readingPaused {
+            readingPaused = false
+            channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            channel.read()
+        }
         if thenCloseTransport { written.whenComplete { _ in channel.close(promise: nil) } }
         let session = NIOLoopBound(self, eventLoop: channel.eventLoop)
         let timeout = TimeAmount.milliseconds(Int64(environment.configuration.closeTimeoutSeconds * 1000))
@@ -318,8 +340,11 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
         sweeper?.remove(self)
         sweeper = nil
         environment.registry.remove(ObjectIdentifier(self))
-        // The place the handshake gate reserved for this connection.
+        // The places the handshake gate reserved for this connection.
         environment.registry.releaseWebSocket()
+        if let affinity, let bound = machine.configuration.boundChannel {
+            environment.placement.members.leave(ObjectIdentifier(self), partition: affinity, channel: bound)
+        }
         perform(machine.transportClosed())
     }
 }

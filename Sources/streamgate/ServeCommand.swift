@@ -14,8 +14,8 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run a gateway node (an embedded development Kafka when no brokers are given).",
         discussion: """
-            Environment: STREAMGATE_BROKERS, STREAMGATE_HOST, STREAMGATE_PORT, STREAMGATE_NODE_ID, STREAMGATE_CONFIG \
-            mirror the flags. When listening, one line `listening on HOST:PORT` goes to standard output.
+            Environment: STREAMGATE_BROKERS, STREAMGATE_HOST, STREAMGATE_PORT, STREAMGATE_NODE_ID, STREAMGATE_CONFIG, \
+            STREAMGATE_ETCD, STREAMGATE_PUBLIC_URL mirror the flags. When listening, one line `listening on HOST:PORT` goes to standard output.
             """)
 
     @Option(help: "Kafka bootstrap servers, HOST:PORT[,…]. Omitted: embedded in-memory development Kafka.")
@@ -75,6 +75,14 @@ struct ServeCommand: AsyncParsableCommand {
     var publishRate: Double?
     @Option(name: .customLong("publish-burst"), help: "Publishes a connection may send at once above the rate (default \(Self.defaults.publishBurst)).")
     var publishBurst: Int?
+    @Option(help: "etcd client URLs, http://HOST:2379[,…]: join the cluster (placement of affinity namespaces).")
+    var etcd: String?
+    @Option(name: .customLong("etcd-prefix"), help: "Key prefix of the cluster in etcd (default \(Self.defaults.etcdPrefix)).")
+    var etcdPrefix: String?
+    @Option(name: .customLong("public-url"), help: "This node's URL for clients, wss://serverN.example.com (needed with --etcd).")
+    var publicURL: String?
+    @Option(name: .customLong("lease-ttl"), help: "Seconds of the node's etcd lease: a crashed node's partitions move within it (default \(Self.defaults.leaseTTLSeconds)).")
+    var leaseTTL: Int?
     @Option(help: "Log level.") var logLevel: Logger.Level = .info
 
     func run() async throws {
@@ -89,6 +97,27 @@ struct ServeCommand: AsyncParsableCommand {
         try await group.run()
     }
 
+    static func validateCluster(_ configuration: GatewayConfiguration) throws {
+        let affinity = configuration.namespaces.affinityTopics
+        guard let endpoints = configuration.etcdEndpoints else {
+            if !affinity.isEmpty {
+                throw ValidationError("mode \"affinity\" needs the cluster's placement: pass --etcd http://HOST:2379 (and --public-url), or use \"fanout\"")
+            }
+            return
+        }
+        for endpoint in endpoints where !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+            throw ValidationError("--etcd takes http(s)://HOST:PORT URLs, got \(endpoint)")
+        }
+        guard let url = configuration.publicURL, url.hasPrefix("ws://") || url.hasPrefix("wss://") else {
+            throw ValidationError("--etcd needs --public-url ws(s)://…: the URL clients reach this node at")
+        }
+        guard PlacementKeys.isValidNodeID(configuration.nodeID) else {
+            throw ValidationError("--node-id must be 1-64 of [A-Za-z0-9._-] in a cluster, got \(configuration.nodeID)")
+        }
+        guard configuration.leaseTTLSeconds >= 2 else { throw ValidationError("--lease-ttl must be at least 2 seconds") }
+        guard configuration.etcdPrefix.hasPrefix("/") else { throw ValidationError("--etcd-prefix must start with /") }
+    }
+
     func makeConfiguration(environment: [String: String]) throws -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
         configuration.brokers = brokers ?? environment["STREAMGATE_BROKERS"].flatMap { $0.isEmpty ? nil : $0 }
@@ -98,10 +127,14 @@ struct ServeCommand: AsyncParsableCommand {
         if let path = config ?? environment["STREAMGATE_CONFIG"] {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             configuration.namespaces = try NamespaceMap.parse(json: data)
-            if configuration.namespaces.routes?.values.contains(where: { $0.mode == .affinity }) == true {
-                throw ValidationError("mode \"affinity\" needs placement, which this build does not provide yet; use \"fanout\"")
-            }
         }
+        if let endpoints = (etcd ?? environment["STREAMGATE_ETCD"]).flatMap({ $0.isEmpty ? nil : $0 }) {
+            configuration.etcdEndpoints = endpoints.split(separator: ",").map { String($0) }
+        }
+        configuration.etcdPrefix = etcdPrefix ?? configuration.etcdPrefix
+        configuration.publicURL = publicURL ?? environment["STREAMGATE_PUBLIC_URL"]
+        configuration.leaseTTLSeconds = leaseTTL ?? configuration.leaseTTLSeconds
+        try Self.validateCluster(configuration)
         configuration.maxMessageBytes = maxMessageBytes ?? configuration.maxMessageBytes
         configuration.maxFrameBytes = maxFrameBytes ?? configuration.maxFrameBytes
         guard configuration.maxMessageBytes > 0, configuration.maxFrameBytes >= configuration.maxMessageBytes else {

@@ -39,6 +39,7 @@ import Testing
                 return explanation.map { describe([.reply($0)])[0] + ", " + close } ?? close
             case .failConnection(let code, _): return "fail \(code)"
             case .closeTransport: return "closeTransport"
+            case .redirect(_, let channel): return "moved \(channel)"
             }
         }
     }

@@ -702,3 +702,40 @@ def format_exc(e: BaseException) -> str:
             where = f" at {pathlib.Path(fr.filename).name}:{fr.lineno}"
             break
     return f"{type(e).__name__}: {e}{where}"
+
+
+def run_guarded(main_coro, budget: float, results: dict, holder: list, cleanup=None) -> bool:
+    """Runs a suite's `main_coro` under a watchdog that kills everything the suite started (the process
+    controllers `ctx.procs` of the contexts in `holder`) and exits 1 once `budget` seconds have passed.
+    `cleanup(ctx)` runs for each context before the final kill. Returns whether the run was interrupted;
+    an exception that escaped the suite counts as one failure in `results`."""
+    import threading
+
+    def watchdog():
+        print(f"FAIL watchdog: the suite exceeded {budget:.0f}s; killing everything", flush=True)
+        for c in holder:
+            c.procs.kill_all_now()
+        print(f"{results['passed']} passed, {results['failed'] + 1} failed", flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(budget, watchdog)
+    timer.daemon = True
+    timer.start()
+    interrupted = False
+    try:
+        asyncio.run(main_coro)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        interrupted = True
+        print("interrupted", flush=True)
+    except Exception as e:
+        print(f"FAIL suite: {format_exc(e)}", flush=True)
+        results["failed"] += 1
+    finally:
+        timer.cancel()
+        for c in holder:
+            if cleanup is not None:
+                cleanup(c)
+            c.procs.kill_all_now()  # belt and braces: nothing outlives the suite
+    if interrupted:
+        results["failed"] += 1
+    return interrupted

@@ -19,7 +19,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -36,7 +35,7 @@ import cases_security  # noqa: E402
 import cases_session  # noqa: E402
 import kafkatools  # noqa: E402
 import schemacheck  # noqa: E402
-from harness import CaseError, Ctx, format_exc  # noqa: E402
+from harness import CaseError, Ctx, format_exc, run_guarded  # noqa: E402
 
 INVARIANTS = ["lost_acked", "reordered", "duplicates", "silent_gaps", "schema_violations",
               "nacked_seen", "unanswered", "record_mismatch", "content_mismatch"]
@@ -307,31 +306,7 @@ def main() -> int:
     print(f"e2e: binary {src} (copied to {binary}); logs in {workdir}", flush=True)
     ctx_holder: list = []
 
-    def watchdog():
-        print(f"FAIL watchdog: the suite exceeded {args.budget:.0f}s; killing everything", flush=True)
-        for c in ctx_holder:
-            c.procs.kill_all_now()
-        print(f"{results['passed']} passed, {results['failed'] + 1} failed", flush=True)
-        os._exit(1)
-
-    timer = threading.Timer(args.budget, watchdog)
-    timer.daemon = True
-    timer.start()
-    interrupted = False
-    try:
-        asyncio.run(main_async(args, workdir, binary, results, ctx_holder))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        interrupted = True
-        print("interrupted", flush=True)
-    except Exception as e:
-        print(f"FAIL suite: {format_exc(e)}", flush=True)
-        results["failed"] += 1
-    finally:
-        timer.cancel()
-        for c in ctx_holder:
-            c.procs.kill_all_now()  # belt and braces: nothing outlives the suite
-    if interrupted:
-        results["failed"] += 1
+    run_guarded(main_async(args, workdir, binary, results, ctx_holder), args.budget, results, ctx_holder)
     if ctx_holder:
         st = ctx_holder[0].stats
         st["schema_violations"] = ctx_holder[0].checker.violations_total

@@ -48,6 +48,13 @@ public struct HandshakePolicy: Sendable {
     public init(allowedOrigins: [String]? = nil) {
         self.allowedOrigins = allowedOrigins
     }
+
+    /// Whether a page of `origin` may use the gateway (upgrades, and reading `locate`): any without an
+    /// allowlist.
+    public func allows(origin: String) -> Bool {
+        guard let allowedOrigins else { return true }
+        return HandshakeRules.isAllowed(origin: origin, by: allowedOrigins)
+    }
 }
 
 /// One response header field.

@@ -1,28 +1,46 @@
-/// The cluster's keys in etcd: `P/nodes/{id}` (a node's record, under its lease) and
-/// `P/owners/{topic}/{partition}` (the owner's id, under the owner's lease).
-public struct PlacementKeys: Sendable, Equatable {
-    public enum Parsed: Equatable, Sendable {
+/// The cluster's keys in etcd, under a prefix `P` (default `/streamgate`):
+/// - `P/nodes/{nodeID}`: a node's ``NodeRecord`` (JSON), under the node's lease;
+/// - `P/owners/{topic}/{partition}`: the owner's node id (UTF-8), under the owner's lease.
+///
+/// One watch on ``watchPrefix`` follows both.
+public struct PlacementKeys: Sendable, Hashable {
+    /// What a key of the cluster names.
+    public enum Parsed: Hashable, Sendable {
+        /// A node's record: `P/nodes/{id}`.
         case node(String)
+        /// A partition's owner: `P/owners/{topic}/{partition}`.
         case owner(PartitionKey)
     }
 
-    /// The prefix without a trailing `/`.
+    /// The prefix, without a trailing `/`.
     public let prefix: String
 
-    public init(prefix: String) {
+    /// - Parameter prefix: the cluster's prefix, e.g. `/streamgate`; trailing `/`s are dropped.
+    public init(prefix: String = "/streamgate") {
         var prefix = prefix
         while prefix.hasSuffix("/") { prefix.removeLast() }
         self.prefix = prefix
     }
 
+    /// Every key of the cluster starts with this: `P/`.
     public var watchPrefix: String { prefix + "/" }
+    /// Every node key starts with this: `P/nodes/`.
     public var nodesPrefix: String { prefix + "/nodes/" }
+    /// Every owner key starts with this: `P/owners/`.
     public var ownersPrefix: String { prefix + "/owners/" }
 
+    /// `P/nodes/{id}`.
+    /// - Parameter id: a node id (see ``isValidNodeID(_:)``).
     public func nodeKey(_ id: String) -> String { nodesPrefix + id }
+
+    /// `P/owners/{topic}/{partition}`.
+    /// - Parameter partition: the partition.
     public func ownerKey(_ partition: PartitionKey) -> String { ownersPrefix + partition.description }
 
-    /// What `key` names; `nil` for keys that are not the cluster's.
+    /// What `key` names.
+    /// - Parameter key: a key read from etcd.
+    /// - Returns: `nil` for keys that are not the cluster's, or that no node would write (an invalid node id,
+    ///   topic or partition).
     public func parse(key: String) -> Parsed? {
         if key.hasPrefix(nodesPrefix) {
             let id = String(key.dropFirst(nodesPrefix.count))
@@ -34,15 +52,12 @@ public struct PlacementKeys: Sendable, Equatable {
         return nil
     }
 
-    /// Node ids are 1–64 of `[A-Za-z0-9._-]`: safe in keys, URLs and logs.
-    public static func isValidNodeID(_ id: String) -> Bool {
-        (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                true
-            default: false
-            }
-        }
+    /// Longest node id, in bytes.
+    public static let maxNodeIDLength = 64
+
+    /// Node ids are 1–64 bytes of `[A-Za-z0-9._-]`: safe in keys, URLs, headers and logs.
+    /// - Parameter id: the id to check.
+    public static func isValidNodeID(_ id: some StringProtocol) -> Bool {
+        (1...maxNodeIDLength).contains(id.utf8.count) && id.utf8.allSatisfy(PartitionKey.isNameByte)
     }
 }
