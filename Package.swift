@@ -22,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         // etcd's JSON gateway (placement directory): the server ecosystem's HTTP client, on the node's event loops.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Metrics: the ecosystem's API, exposed at /metrics in Prometheus text format.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // jwt-kit's own dependency, named here because the token tests use its extra algorithms directly.
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"5.0.0"),
     ],
@@ -70,8 +73,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            // The console page and the browser client, served from the binary (no files beside it).
+            resources: [
+                .embedInCode("Static/index.html"), .embedInCode("Static/console.js"),
+                .embedInCode("Static/streamgate.js"),
             ],
             swiftSettings: strictSwift
         ),

@@ -19,6 +19,8 @@ command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# promtool checks the alert rules of ops/monitoring/.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     SUDO=""
@@ -33,8 +35,8 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
-PIP_PACKAGES=(websockets aiohttp confluent-kafka jsonschema pyjwt cryptography)
-if ! "$PY" -c 'import websockets, aiohttp, confluent_kafka, jsonschema, jwt, cryptography' >/dev/null 2>&1; then
+PIP_PACKAGES=(websockets aiohttp confluent-kafka jsonschema pyjwt cryptography prometheus_client pyyaml)
+if ! "$PY" -c 'import websockets, aiohttp, confluent_kafka, jsonschema, jwt, cryptography, prometheus_client, yaml' >/dev/null 2>&1; then
     echo "installing Python packages: ${PIP_PACKAGES[*]}" >&2
     "$PY" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" \
         || "$PY" -m pip install -q --disable-pip-version-check --break-system-packages "${PIP_PACKAGES[@]}"

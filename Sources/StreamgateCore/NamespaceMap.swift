@@ -70,6 +70,12 @@ public struct NamespaceMap: Sendable, Equatable {
         return Array(Set(routes.values.map(\.topic))).sorted()
     }
 
+    /// Whether a configuration file's JSON has a `namespaces` object (a file may hold only `settings`).
+    public static func hasNamespaces(json: Data) throws -> Bool {
+        struct File: Decodable { var namespaces: [String: NamespaceRoute]? }
+        return try JSONDecoder().decode(File.self, from: json).namespaces != nil
+    }
+
     /// Reads `{"namespaces": {"doc": {"topic": "docs", "mode": "fanout"}, "": {"topic": "…"}}}`.
     public static func parse(json: Data) throws -> NamespaceMap {
         struct File: Decodable { var namespaces: [String: NamespaceRoute] }

@@ -59,6 +59,15 @@ public struct PartitionFanout<Subscriber: Hashable> {
     /// Number of subscribers, all channels together.
     public var subscriberCount: Int { channels.values.reduce(0) { $0 + $1.count } }
 
+    /// Number of subscribers catching up through the sweep reader.
+    public var catchingUpCount: Int { sweepCount }
+
+    /// How far the sweep reader is behind the live reader, in offsets (`nil` unless both run).
+    public var sweepLag: Int64? {
+        guard let liveNext, let sweepNext else { return nil }
+        return max(0, liveNext - sweepNext)
+    }
+
     /// Number of subscribers paused by flow control.
     public var pausedCount: Int {
         channels.values.reduce(0) { total, cursors in total + cursors.values.filter { $0.feed == .paused }.count }

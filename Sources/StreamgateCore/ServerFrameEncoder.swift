@@ -24,7 +24,8 @@ public enum ServerFrameEncoder {
 
     public static func message(
         into out: inout [UInt8], channel: UnsafeRawBufferPointer, offset: Int64, timestamp: Int64,
-        payload: RecordPayload, msgId: UnsafeRawBufferPointer?, sender: UnsafeRawBufferPointer?
+        payload: RecordPayload, msgId: UnsafeRawBufferPointer?, sender: UnsafeRawBufferPointer?,
+        traceparent: UnsafeRawBufferPointer? = nil
     ) {
         out.append(contentsOf: #"{"type":"message","channel":"#.utf8)
         appendString(&out, bytes: channel)
@@ -40,6 +41,10 @@ public enum ServerFrameEncoder {
         if let sender {
             out.append(contentsOf: #","sender":"#.utf8)
             appendString(&out, bytes: sender)
+        }
+        if let traceparent {
+            out.append(contentsOf: #","traceparent":"#.utf8)
+            appendString(&out, bytes: traceparent)
         }
         out.append(UInt8(ascii: "}"))
     }

@@ -1,4 +1,5 @@
 import CRDKafka
+import Foundation
 import Logging
 import Synchronization
 
@@ -33,6 +34,7 @@ public final class KafkaProducer: @unchecked Sendable {
     private let pending = Mutex(Pending())
     private let topics = Mutex([String: OpaquePointer]())
     private let fatalError = Mutex<KafkaError?>(nil)
+    private let latestStatistics = Mutex<KafkaStatistics?>(nil)
     private var thread: KafkaEventLoopThread!
 
     /// Creates the producer. Idempotence, `acks=all` and the murmur2 partitioner are always on: they are
@@ -44,8 +46,11 @@ public final class KafkaProducer: @unchecked Sendable {
         configuration["acks"] = "all"
         configuration["partitioner"] = "murmur2_random"
         configuration["log.queue"] = "true"
+        // Broker round trips, queues and errors for /metrics; `--kafka statistics.interval.ms=0` turns it off.
+        configuration["statistics.interval.ms"] = configuration["statistics.interval.ms"] ?? "5000"
         let conf = try configuration.makeNative()
-        rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG))
+        rd_kafka_conf_set_events(
+            conf, Int32(RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG | RD_KAFKA_EVENT_STATS))
         self.handle = try makeKafkaHandle(type: RD_KAFKA_PRODUCER, conf: conf)
         self.queue = rd_kafka_queue_get_main(handle)
         rd_kafka_set_log_queue(handle, queue)
@@ -65,6 +70,12 @@ public final class KafkaProducer: @unchecked Sendable {
     public var fatal: KafkaError? { fatalError.withLock { $0 } }
 
     /// Number of records handed to librdkafka and not yet reported.
+    /// librdkafka's latest statistics (every `statistics.interval.ms`, 5 s by default); `nil` before the first.
+    public var statistics: KafkaStatistics? { latestStatistics.withLock { $0 } }
+
+    /// Messages and requests in librdkafka's queues, waiting to be sent or for their reports.
+    public var queueLength: Int { Int(rd_kafka_outq_len(handle)) }
+
     public var inFlight: Int { pending.withLock { $0.handlers.count } }
 
     /// Hands a record to librdkafka (copying key, value and headers).
@@ -200,6 +211,10 @@ public final class KafkaProducer: @unchecked Sendable {
             }
         case RD_KAFKA_EVENT_LOG:
             KafkaLogEvent.log(event, to: logger)
+        case RD_KAFKA_EVENT_STATS:
+            guard let json = rd_kafka_event_stats(event) else { break }
+            let bytes = UnsafeRawBufferPointer(start: json, count: strlen(json))
+            if let statistics = KafkaStatistics(json: bytes) { latestStatistics.withLock { $0 = statistics } }
         default:
             break
         }

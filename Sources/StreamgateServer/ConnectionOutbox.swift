@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
@@ -40,6 +41,7 @@ final class ConnectionOutbox: Sendable {
     private let stallTimeout: TimeAmount
     private let resume: @Sendable ([Subscription]) -> Void
     private let onStall: @Sendable () -> Void
+    private let framesSent: CoreMetrics.Counter?
     private let state: NIOLockedValueBox<State>
 
     /// - Parameters:
@@ -48,7 +50,9 @@ final class ConnectionOutbox: Sendable {
     ///   - resume: called on the event loop with the subscriptions to resume.
     ///   - onStall: called once on the event loop when the client stopped reading.
     init(channel: any Channel, pauseBytes: Int, stallTimeout: TimeAmount,
-         resume: @escaping @Sendable ([Subscription]) -> Void, onStall: @escaping @Sendable () -> Void) {
+         resume: @escaping @Sendable ([Subscription]) -> Void, onStall: @escaping @Sendable () -> Void,
+         framesSent: CoreMetrics.Counter? = nil) {
+        self.framesSent = framesSent
         self.channel = channel
         self.pauseBytes = pauseBytes
         self.stallTimeout = stallTimeout
@@ -173,6 +177,7 @@ final class ConnectionOutbox: Sendable {
         // A writability change fired from inside our own write or flush: the outer call goes round again.
         guard !reentered else { return }
         var wrote = false
+        var framesWritten = 0
         repeat {
             var wroteThisRound = false
             let control = state.withLockedValue { state -> (pong: ByteBuffer?, ping: ByteBuffer?) in
@@ -195,6 +200,7 @@ final class ConnectionOutbox: Sendable {
                 return frame
             }) {
                 channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame), promise: nil)
+                framesWritten += 1
                 wroteThisRound = true
             }
             if wroteThisRound { channel.flush() }
@@ -203,6 +209,7 @@ final class ConnectionOutbox: Sendable {
             defer { state.flushAgain = false }
             return state.flushAgain
         })
+        if framesWritten > 0 { framesSent?.increment(by: framesWritten) }
         var toResume: [Subscription] = []
         var written: (@Sendable () -> Void)?
         let now = channel.eventLoop.now

@@ -1,4 +1,6 @@
+import CoreMetrics
 import Dispatch
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -38,11 +40,14 @@ final class DeliveryHub: Sendable {
     private let slots = NIOLockedValueBox([TopicPartition: Slot]())
     private let readers = NIOLockedValueBox<(live: KafkaPartitionReader, sweep: KafkaPartitionReader)?>(nil)
     private let lookup: any PartitionLookup
+    private let metrics: GatewayMetrics?
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
 
-    init(configuration: KafkaConfiguration, lookup: any PartitionLookup, logger: Logger) throws {
+    init(configuration: KafkaConfiguration, lookup: any PartitionLookup, metrics: GatewayMetrics? = nil,
+         logger: Logger) throws {
         self.lookup = lookup
+        self.metrics = metrics
         self.logger = logger
         let readerConfiguration = configuration
         let live = try KafkaPartitionReader(configuration: readerConfiguration, name: "kafka-live", logger: logger) {
@@ -121,6 +126,45 @@ final class DeliveryHub: Sendable {
     }
 
     /// Partitions whose reader has waited for a recovery look-up longer than `threshold`.
+    /// What `/metrics` shows of the readers, summed over the partitions followed.
+    struct ReaderSnapshot {
+        var partitions = 0
+        var subscribers = 0
+        var catchingUp = 0
+        var paused = 0
+        /// Partitions whose catch-up (sweep) reader runs, and the largest distance it has to go to the tail.
+        var sweeping = 0
+        var maxSweepLag: Int64 = 0
+        /// Per partition the live reader follows: records between its position and the high watermark of its
+        /// last fetch (librdkafka's cached value: no request).
+        var liveLag: [TopicPartition: Int64] = [:]
+    }
+
+    /// Walks every partition once (a scrape, not a hot path).
+    func readerSnapshot() -> ReaderSnapshot {
+        let all = slots.withLockedValue { Array($0) }
+        let live = readers.withLockedValue { $0?.live }
+        var snapshot = ReaderSnapshot()
+        for (location, slot) in all {
+            slot.state.withLockedValue { state in
+                guard state.fanout.subscriberCount > 0 else { return }
+                snapshot.partitions += 1
+                snapshot.subscribers += state.fanout.subscriberCount
+                snapshot.catchingUp += state.fanout.catchingUpCount
+                snapshot.paused += state.fanout.pausedCount
+                if let lag = state.fanout.sweepLag {
+                    snapshot.sweeping += 1
+                    snapshot.maxSweepLag = max(snapshot.maxSweepLag, lag)
+                }
+                if let liveNext = state.fanout.liveNext,
+                   let high = live?.cachedWatermarks(topic: location.topic, partition: location.partition)?.high {
+                    snapshot.liveLag[location] = max(0, high - liveNext)
+                }
+            }
+        }
+        return snapshot
+    }
+
     func stalledPartitions(longerThan threshold: Duration) -> [TopicPartition] {
         let now = ContinuousClock.now
         return stalled.withLockedValue { $0.filter { now - $0.value >= threshold }.map(\.key) }
@@ -167,18 +211,28 @@ final class DeliveryHub: Sendable {
             guard let slot = existingSlot(topic: record.topic, partition: record.partition) else { return }
             let channel = String(decoding: record.key, as: UTF8.self)
             var frame: ByteBuffer?
+            var delivered = 0
             let location = TopicPartition(topic: record.topic, partition: record.partition)
             slot.state.withLockedValue { state in
                 guard record.generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
                 let deliver = { (subscription: Subscription) -> Bool in
                     if frame == nil { frame = self.allocator.buffer(bytes: RecordFrame.encode(record)) }
-                    return subscription.outbox.offer(frame!, for: subscription)
+                    let taken = subscription.outbox.offer(frame!, for: subscription)
+                    if taken { delivered += 1 }
+                    return taken
                 }
                 let actions =
                     sweep
                     ? state.fanout.sweepRecord(channel: channel, offset: record.offset, deliver: deliver)
                     : state.fanout.liveRecord(channel: channel, offset: record.offset, deliver: deliver)
                 perform(actions, location, &state)
+            }
+            if delivered > 0, let metrics {
+                metrics.deliveries.increment(by: delivered)
+                if record.timestampMilliseconds > 0 {
+                    let age = Int64(Date().timeIntervalSince1970 * 1000) - record.timestampMilliseconds
+                    metrics.deliveryLatency.recordMilliseconds(max(0, age))
+                }
             }
         case .endOfPartition(let topic, let partition, let offset, let generation):
             guard let slot = existingSlot(topic: topic, partition: partition) else { return }

@@ -91,6 +91,12 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .cluster:
             sendJSON(context: context, status: .ok,
                      environment.placement.snapshot(localConnections: environment.registry.webSocketCount))
+        case .metrics:
+            send(context: context, status: .ok, bytes: MetricsScrape.exposition(environment),
+                 contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case .asset(let asset):
+            send(context: context, status: .ok, bytes: asset.bytes, contentType: asset.contentType,
+                 extra: [("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
         case .notFound:
             send(context: context, status: .notFound, body: "not found\n")
         }
@@ -105,6 +111,18 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func send(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String,
                       extra: [(String, String)] = [], contentType: String = "text/plain; charset=utf-8") {
+        send(context: context, status: status, buffer: context.channel.allocator.buffer(string: body), extra: extra,
+             contentType: contentType)
+    }
+
+    private func send(context: ChannelHandlerContext, status: HTTPResponseStatus, bytes: [UInt8], contentType: String,
+                      extra: [(String, String)] = []) {
+        send(context: context, status: status, buffer: context.channel.allocator.buffer(bytes: bytes), extra: extra,
+             contentType: contentType)
+    }
+
+    private func send(context: ChannelHandlerContext, status: HTTPResponseStatus, buffer: ByteBuffer,
+                      extra: [(String, String)], contentType: String) {
         var headers = extra
         if status == .upgradeRequired {
             headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
@@ -116,7 +134,7 @@ final class HTTPGatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         }
         inRequest = false
-        HTTPReply.send(context, status: status, body: body, headers: headers, keepAlive: keepAlive, contentType: contentType)
+        HTTPReply.send(context, status: status, body: buffer, headers: headers, keepAlive: keepAlive, contentType: contentType)
     }
 }
 

@@ -24,6 +24,10 @@ enum HTTPRoute {
     case locate(Result<(ChannelName, NamespaceRoute), Rejection>)
     /// `GET /v1/cluster`: the nodes and what they own.
     case cluster
+    /// `GET /metrics`: Prometheus text format.
+    case metrics
+    /// The console page and the browser client, from the binary.
+    case asset(StaticAsset)
     case notFound
 
     static func classify(_ head: HTTPRequestHead, namespaces: NamespaceMap) -> HTTPRoute {
@@ -33,6 +37,10 @@ enum HTTPRoute {
         case "/readyz": return .ready
         case "/v1/ws": return .websocket(websocket(head, target: .multiplexed))
         case "/v1/cluster": return .cluster
+        case "/metrics": return .metrics
+        case "/", "/index.html": return .asset(.consolePage)
+        case "/console.js": return .asset(.consoleScript)
+        case "/v1/client.js": return .asset(.client)
         default:
             if path.hasPrefix("/v1/locate/") {
                 return .locate(channel(String(path.dropFirst("/v1/locate/".count)), namespaces: namespaces))

@@ -210,6 +210,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func refuse(_ context: ChannelHandlerContext, status: Int, _ message: String, headers: [(String, String)] = []) {
+        environment.metrics.refused(status: status)
         state = .refused
         HTTPReply.send(context, status: HTTPResponseStatus(statusCode: status), body: message + "\n", headers: headers,
                        keepAlive: false)

@@ -24,6 +24,8 @@ public final class KafkaBackend: Service, Sendable {
     let lookup: KafkaPartitionLookup
     let resolver: StartResolver
     let embeddedCluster: KafkaMockCluster?
+    /// The node's metrics (`GET /metrics`).
+    let metrics: GatewayMetrics
     let bootstrap: String
     private let partitionCounts = NIOLockedValueBox([String: Int]())
     private let reachability = NIOLockedValueBox<String?>("not checked yet")
@@ -36,6 +38,8 @@ public final class KafkaBackend: Service, Sendable {
     /// Opens the Kafka handles (and creates the development cluster without brokers). Blocking.
     public init(configuration: GatewayConfiguration, logger: Logger) throws {
         self.logger = logger
+        let metrics = GatewayMetrics()
+        self.metrics = metrics
         self.refreshInterval = .seconds(configuration.metadataRefreshSeconds)
         self.flushMilliseconds = Int32(configuration.drainSeconds * 1000)
         if let brokers = configuration.brokers {
@@ -61,7 +65,7 @@ public final class KafkaBackend: Service, Sendable {
         // idle broker about 100 small requests a second per reader.
         kafka["fetch.wait.max.ms"] = kafka["fetch.wait.max.ms"] ?? "10"
         self.lookup = try KafkaPartitionLookup(configuration: kafka)
-        let hub = try DeliveryHub(configuration: kafka, lookup: lookup, logger: logger)
+        let hub = try DeliveryHub(configuration: kafka, lookup: lookup, metrics: metrics, logger: logger)
         self.hub = hub
         self.resolver = StartResolver(lookup: lookup, known: { hub.knownPosition($0) })
     }

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Dispatch
 import Foundation
 import NIOCore
 import StreamgateCore
@@ -34,6 +36,8 @@ final class Publisher {
         var payload: Payload
         var headers: [KafkaHeader]
         var timestamp: Int64
+        /// Monotonic receipt time (ns), for the ack latency.
+        var received: UInt64
     }
 
     private let sink: any RecordSink
@@ -42,13 +46,15 @@ final class Publisher {
     private let outbox: ConnectionOutbox
     private let eventLoop: any EventLoop
     private let onRoom: @Sendable () -> Void
+    private let metrics: GatewayMetrics?
     private var waiting = CircularBuffer<Waiting>()
     private var retryScheduled = false
     private var stopped = false
 
     /// - Parameter onRoom: called (from any thread) when answers freed room in the window.
     init(sink: any RecordSink, limits: Limits, window: PublishWindow, outbox: ConnectionOutbox,
-         onRoom: @escaping @Sendable () -> Void) {
+         metrics: GatewayMetrics? = nil, onRoom: @escaping @Sendable () -> Void) {
+        self.metrics = metrics
         self.sink = sink
         self.limits = limits
         self.window = window
@@ -71,7 +77,7 @@ final class Publisher {
         let next = Waiting(
             id: id, channel: channel, topic: topic, payload: payload,
             headers: headers.fields.map { KafkaHeader(name: $0.name, string: $0.value) },
-            timestamp: Self.nowMilliseconds())
+            timestamp: Self.nowMilliseconds(), received: DispatchTime.now().uptimeNanoseconds)
         if !waiting.isEmpty || !attempt(next) {
             waiting.append(next)
             scheduleRetry()
@@ -84,6 +90,7 @@ final class Publisher {
         while let next = waiting.popFirst() {
             outbox.enqueue(bytes: ServerFrameEncoder.nack(id: next.id, code: .kafkaUnavailable, message: reason,
                                                           persisted: "no"))
+            metrics?.nacked.increment()
         }
     }
 
@@ -99,6 +106,8 @@ final class Publisher {
         let window = self.window
         let onRoom = self.onRoom
         let limits = self.limits
+        let metrics = self.metrics
+        let received = publish.received
         let (id, channel) = (publish.id, publish.channel)
         let bytes = publish.payload.bytes.count
         var key = channel.value
@@ -110,6 +119,11 @@ final class Publisher {
                     timestampMilliseconds: publish.timestamp
                 ) { report in
                     outbox.enqueue(bytes: Self.answer(to: report, id: id, channel: channel))
+                    if let metrics {
+                        (report.error == nil ? metrics.acked : metrics.nacked).increment()
+                        metrics.ackLatency.recordNanoseconds(
+                            Int64(clamping: DispatchTime.now().uptimeNanoseconds &- received))
+                    }
                     let (count, total) = window.closed(bytes: bytes)
                     let halfBytes = limits.maxInFlightBytes / 2
                     if count == limits.maxInFlight / 2 || (total <= halfBytes && total + bytes > halfBytes) {
@@ -128,6 +142,7 @@ final class Publisher {
             _ = window.closed(bytes: bytes)
             outbox.enqueue(bytes: ServerFrameEncoder.nack(id: id, code: .kafkaUnavailable, message: "\(error)",
                                                           persisted: "no"))
+            metrics?.nacked.increment()
             return true
         }
     }

@@ -17,12 +17,19 @@ enum RecordFrame {
         var contentType: UnsafeRawBufferPointer?
         var msgId: UnsafeRawBufferPointer?
         var sender: UnsafeRawBufferPointer?
+        var traceparent: UnsafeRawBufferPointer?
         record.forEachHeader { name, value in
             switch RecordHeaders.known(UnsafeRawBufferPointer(start: name, count: strlen(name))) {
             case .contentType: contentType = value
             case .msgID: msgId = value
             case .sender: sender = value
-            case .connection, .node, .traceparent, nil: break
+            // Back to the subscribers as it travelled, when it is a W3C trace context (any producer writes
+            // headers; a malformed one is left out rather than passed on).
+            case .traceparent:
+                if PublishFieldRules.isValidTraceparent(String(decoding: value, as: UTF8.self)) {
+                    traceparent = value
+                }
+            case .connection, .node, nil: break
             }
         }
         let value = record.value
@@ -31,7 +38,7 @@ enum RecordFrame {
         out.reserveCapacity(value.count + record.key.count + 96)
         ServerFrameEncoder.message(
             into: &out, channel: record.key, offset: record.offset, timestamp: record.timestampMilliseconds,
-            payload: payload, msgId: msgId, sender: sender)
+            payload: payload, msgId: msgId, sender: sender, traceparent: traceparent)
         return out
     }
 }

@@ -23,5 +23,7 @@ struct SessionEnvironment: Sendable {
     let assemblyBudget: AssemblyBudget
     /// Where affinity channels live (PROTOCOL §9).
     let placement: ClusterPlacement
+    /// The node's metrics (the backend's: the delivery path counts into them too).
+    var metrics: GatewayMetrics { backend.metrics }
     let logger: Logger
 }

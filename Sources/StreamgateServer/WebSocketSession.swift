@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import NIOCore
@@ -81,14 +82,16 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             channel: channel, pauseBytes: configuration.slowConsumerBytes,
             stallTimeout: .milliseconds(Int64(configuration.slowConsumerSeconds * 1000)),
             resume: { hub.resume($0) },
-            onStall: { channel.pipeline.fireUserInboundEventTriggered(SlowConsumerEvent()) })
+            onStall: { channel.pipeline.fireUserInboundEventTriggered(SlowConsumerEvent()) },
+            framesSent: environment.metrics.framesSent)
         publisher = Publisher(
             sink: environment.backend.producer,
             limits: .init(maxInFlight: configuration.maxInFlightPerConnection,
                           maxInFlightBytes: configuration.maxInFlightBytesPerConnection),
-            window: window, outbox: outbox,
+            window: window, outbox: outbox, metrics: environment.metrics,
             onRoom: { channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened) })
         environment.registry.add(ObjectIdentifier(self), channel)
+        environment.metrics.connectionOpened(endpoint)
         if let affinity, let bound = machine.configuration.boundChannel {
             environment.placement.members.join(ObjectIdentifier(self), partition: affinity, channel: bound,
                                                connection: channel)
@@ -116,6 +119,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        environment.metrics.framesReceived.increment()
         switch frame.opcode {
         case .text:
             // The frame guard checked the UTF-8 as the fragments came.
@@ -152,6 +156,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
         case let violation as FrameViolationEvent:
             perform(machine.fail(code: violation.code, reason: violation.reason))
         case is SlowConsumerEvent:
+            environment.metrics.slowConsumerCloses.increment()
             perform(machine.close(code: CloseCode.slowConsumer, reason: "slow consumer: resume from your last offset"))
         case let handOff as PartitionHandOffEvent:
             beginHandOff(to: handOff.url)
@@ -195,6 +200,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
         case .reply(let bytes):
             outbox.enqueue(bytes: bytes)
         case .resolve(let ticket, let id, let channel, let topic, let start):
+            environment.metrics.subscribed(from: start.metricsKind)
             resolve(ticket, id: id, channel: channel, topic: topic, start: start)
         case .attach(let ticket):
             guard let entry = tickets[ticket], let resolution = entry.resolution else { return }
@@ -342,6 +348,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
         environment.registry.remove(ObjectIdentifier(self))
         // The places the handshake gate reserved for this connection.
         environment.registry.releaseWebSocket()
+        environment.metrics.connectionClosed(endpoint)
         if let affinity, let bound = machine.configuration.boundChannel {
             environment.placement.members.leave(ObjectIdentifier(self), partition: affinity, channel: bound)
         }
@@ -358,7 +365,22 @@ struct SubscriptionMovedEvent: Sendable {
     let subscription: Subscription
 }
 
+extension WebSocketSession {
+    fileprivate var endpoint: GatewayMetrics.Endpoint {
+        machine.configuration.boundChannel == nil ? .multiplexed : .bound
+    }
+}
+
 extension StartPosition {
+    fileprivate var metricsKind: GatewayMetrics.StartKind {
+        switch self {
+        case .latest: .latest
+        case .earliest: .earliest
+        case .offset: .offset
+        case .time: .time
+        }
+    }
+
     /// Whether resolving it reads records (a time search), which runs on its own small pool.
     var needsSearch: Bool {
         if case .time = self { return true }

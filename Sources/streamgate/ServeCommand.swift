@@ -6,7 +6,8 @@ import StreamgateCore
 import StreamgateServer
 import UnixSignals
 
-/// `streamgate serve`: a gateway node. Flags, then `STREAMGATE_*` environment variables, then defaults.
+/// `streamgate serve`: a gateway node. Flags, then `STREAMGATE_*` environment variables, then the
+/// configuration file's `settings`, then defaults.
 struct ServeCommand: AsyncParsableCommand {
     /// Every default comes from the configuration type, defined once there.
     private static let defaults = GatewayConfiguration()
@@ -14,8 +15,10 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run a gateway node (an embedded development Kafka when no brokers are given).",
         discussion: """
-            Environment: STREAMGATE_BROKERS, STREAMGATE_HOST, STREAMGATE_PORT, STREAMGATE_NODE_ID, STREAMGATE_CONFIG, \
-            STREAMGATE_ETCD, STREAMGATE_PUBLIC_URL mirror the flags. When listening, one line `listening on HOST:PORT` goes to standard output.
+            Every flag has an environment variable, STREAMGATE_ and its name in upper case with _ for - \
+            (STREAMGATE_MAX_CONNECTIONS), and a key of the same name in the "settings" object of the --config file \
+            (STREAMGATE_CONFIG): a flag beats the environment, which beats the file. When listening, one line \
+            `listening on HOST:PORT` goes to standard output.
             """)
 
     @Option(help: "Kafka bootstrap servers, HOST:PORT[,…]. Omitted: embedded in-memory development Kafka.")
@@ -23,7 +26,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on (default 127.0.0.1).") var host: String?
     @Option(help: "Port to listen on, 0 for any free port (default 8080).") var port: Int?
     @Option(name: .customLong("node-id"), help: "This node's id, written into records as sg-node.") var nodeID: String?
-    @Option(help: "JSON file mapping namespaces to topics.") var config: String?
+    @Option(help: "JSON file: \"namespaces\" (channels to topics) and \"settings\" (any flag by its name).") var config: String?
     @Option(help: "Largest publish payload in bytes (default \(Self.defaults.maxMessageBytes)).") var maxMessageBytes: Int?
     @Option(help: "Largest WebSocket message in bytes; larger closes with 1009 (default \(Self.defaults.maxFrameBytes)).")
     var maxFrameBytes: Int?
@@ -83,11 +86,30 @@ struct ServeCommand: AsyncParsableCommand {
     var publicURL: String?
     @Option(name: .customLong("lease-ttl"), help: "Seconds of the node's etcd lease: a crashed node's partitions move within it (default \(Self.defaults.leaseTTLSeconds)).")
     var leaseTTL: Int?
-    @Option(help: "Log level.") var logLevel: Logger.Level = .info
+    @Option(help: "Log level (default info).") var logLevel: Logger.Level?
+
+    /// Every setting: a flag, `STREAMGATE_<NAME>` in the environment, or a key of the configuration file's
+    /// `settings` object (flag > environment > file > default).
+    static let settingNames: Set<String> = [
+        "brokers", "host", "port", "node-id", "max-message-bytes", "max-frame-bytes", "linger-ms",
+        "slow-consumer-bytes", "slow-consumer-seconds", "close-timeout-seconds", "max-in-flight", "max-in-flight-bytes",
+        "max-subscriptions", "drain-seconds", "dev-partitions", "kafka", "tls-cert", "tls-key", "jwt-secret-file", "jwks",
+        "jwks-refresh", "jwt-issuer", "jwt-audience", "auth-timeout", "public-namespace", "allowed-origin",
+        "ping-interval", "ping-timeout", "handshake-timeout", "max-connections", "publish-rate", "publish-burst", "etcd",
+        "etcd-prefix", "public-url", "lease-ttl", "log-level",
+    ]
 
     func run() async throws {
-        let logger = LogSetup.bootstrap(level: logLevel)
-        let configuration = try makeConfiguration(environment: ProcessInfo.processInfo.environment)
+        let environment = ProcessInfo.processInfo.environment
+        let settings = try settingsSource(environment: environment)
+        let level = try logLevel ?? settings.string("log-level").map { text in
+            guard let level = Logger.Level(rawValue: text) else {
+                throw ValidationError("log-level is one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \(text)")
+            }
+            return level
+        } ?? .info
+        let logger = LogSetup.bootstrap(level: level)
+        let configuration = try makeConfiguration(environment: environment)
         let services = try GatewayNode.services(configuration: configuration, logger: logger) { host, port in
             StandardOutput.line("listening on \(host):\(port)")
         }
@@ -118,66 +140,83 @@ struct ServeCommand: AsyncParsableCommand {
         guard configuration.etcdPrefix.hasPrefix("/") else { throw ValidationError("--etcd-prefix must start with /") }
     }
 
+    /// The configuration file (`--config` or `STREAMGATE_CONFIG`), read once.
+    private func configurationFile(environment: [String: String]) throws -> Data? {
+        guard let path = config ?? environment["STREAMGATE_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ValidationError("cannot read the configuration file \(path): \(error.localizedDescription)")
+        }
+    }
+
+    func settingsSource(environment: [String: String]) throws -> SettingsSource {
+        try SettingsSource(names: Self.settingNames, environment: environment,
+                           configurationFile: configurationFile(environment: environment))
+    }
+
     func makeConfiguration(environment: [String: String]) throws -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
-        configuration.brokers = brokers ?? environment["STREAMGATE_BROKERS"].flatMap { $0.isEmpty ? nil : $0 }
-        configuration.host = host ?? environment["STREAMGATE_HOST"] ?? configuration.host
-        if let port = port ?? environment["STREAMGATE_PORT"].flatMap({ Int($0) }) { configuration.port = port }
-        configuration.nodeID = nodeID ?? environment["STREAMGATE_NODE_ID"] ?? ProcessInfo.processInfo.hostName
-        if let path = config ?? environment["STREAMGATE_CONFIG"] {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            configuration.namespaces = try NamespaceMap.parse(json: data)
+        let file = try configurationFile(environment: environment)
+        let settings = try SettingsSource(names: Self.settingNames, environment: environment, configurationFile: file)
+        configuration.brokers = try brokers ?? settings.string("brokers")
+        configuration.host = try host ?? settings.string("host") ?? configuration.host
+        if let port = try port ?? settings.int("port") { configuration.port = port }
+        configuration.nodeID = try nodeID ?? settings.string("node-id") ?? ProcessInfo.processInfo.hostName
+        if let file, try NamespaceMap.hasNamespaces(json: file) {
+            configuration.namespaces = try NamespaceMap.parse(json: file)
         }
-        if let endpoints = (etcd ?? environment["STREAMGATE_ETCD"]).flatMap({ $0.isEmpty ? nil : $0 }) {
+        if let endpoints = try etcd ?? settings.string("etcd"), !endpoints.isEmpty {
             configuration.etcdEndpoints = endpoints.split(separator: ",").map { String($0) }
         }
-        configuration.etcdPrefix = etcdPrefix ?? configuration.etcdPrefix
-        configuration.publicURL = publicURL ?? environment["STREAMGATE_PUBLIC_URL"]
-        configuration.leaseTTLSeconds = leaseTTL ?? configuration.leaseTTLSeconds
+        configuration.etcdPrefix = try etcdPrefix ?? settings.string("etcd-prefix") ?? configuration.etcdPrefix
+        configuration.publicURL = try publicURL ?? settings.string("public-url")
+        configuration.leaseTTLSeconds = try leaseTTL ?? settings.int("lease-ttl") ?? configuration.leaseTTLSeconds
         try Self.validateCluster(configuration)
-        configuration.maxMessageBytes = maxMessageBytes ?? configuration.maxMessageBytes
-        configuration.maxFrameBytes = maxFrameBytes ?? configuration.maxFrameBytes
+        configuration.maxMessageBytes = try maxMessageBytes ?? settings.int("max-message-bytes") ?? configuration.maxMessageBytes
+        configuration.maxFrameBytes = try maxFrameBytes ?? settings.int("max-frame-bytes") ?? configuration.maxFrameBytes
         guard configuration.maxMessageBytes > 0, configuration.maxFrameBytes >= configuration.maxMessageBytes else {
             throw ValidationError("--max-frame-bytes must be at least --max-message-bytes, both positive")
         }
-        configuration.lingerMilliseconds = lingerMs ?? configuration.lingerMilliseconds
-        configuration.slowConsumerBytes = slowConsumerBytes ?? configuration.slowConsumerBytes
-        configuration.slowConsumerSeconds = slowConsumerSeconds ?? configuration.slowConsumerSeconds
-        configuration.closeTimeoutSeconds = closeTimeoutSeconds ?? configuration.closeTimeoutSeconds
-        configuration.maxInFlightPerConnection = maxInFlight ?? configuration.maxInFlightPerConnection
-        configuration.maxInFlightBytesPerConnection = maxInFlightBytes ?? configuration.maxInFlightBytesPerConnection
-        configuration.maxSubscriptionsPerConnection = maxSubscriptions ?? configuration.maxSubscriptionsPerConnection
-        configuration.drainSeconds = drainSeconds ?? configuration.drainSeconds
-        configuration.embeddedPartitions = devPartitions ?? configuration.embeddedPartitions
+        configuration.lingerMilliseconds = try lingerMs ?? settings.int("linger-ms") ?? configuration.lingerMilliseconds
+        configuration.slowConsumerBytes = try slowConsumerBytes ?? settings.int("slow-consumer-bytes") ?? configuration.slowConsumerBytes
+        configuration.slowConsumerSeconds = try slowConsumerSeconds ?? settings.double("slow-consumer-seconds") ?? configuration.slowConsumerSeconds
+        configuration.closeTimeoutSeconds = try closeTimeoutSeconds ?? settings.double("close-timeout-seconds") ?? configuration.closeTimeoutSeconds
+        configuration.maxInFlightPerConnection = try maxInFlight ?? settings.int("max-in-flight") ?? configuration.maxInFlightPerConnection
+        configuration.maxInFlightBytesPerConnection = try maxInFlightBytes ?? settings.int("max-in-flight-bytes") ?? configuration.maxInFlightBytesPerConnection
+        configuration.maxSubscriptionsPerConnection = try maxSubscriptions ?? settings.int("max-subscriptions") ?? configuration.maxSubscriptionsPerConnection
+        configuration.drainSeconds = try drainSeconds ?? settings.int("drain-seconds") ?? configuration.drainSeconds
+        configuration.embeddedPartitions = try devPartitions ?? settings.int("dev-partitions") ?? configuration.embeddedPartitions
         guard configuration.slowConsumerBytes > 0, configuration.slowConsumerSeconds > 0,
             configuration.closeTimeoutSeconds > 0, configuration.maxInFlightPerConnection > 0,
             configuration.maxInFlightBytesPerConnection > 0, configuration.maxSubscriptionsPerConnection > 0
         else { throw ValidationError("limits and time-outs must be positive") }
-        switch (tlsCertificate, tlsKey) {
+        switch (try tlsCertificate ?? settings.string("tls-cert"), try tlsKey ?? settings.string("tls-key")) {
         case (let certificate?, let key?): configuration.tls = TLSFiles(certificatePath: certificate, keyPath: key)
         case (nil, nil): break
         default: throw ValidationError("--tls-cert and --tls-key go together")
         }
-        configuration.jwtSecretFile = jwtSecretFile
-        configuration.jwks = jwks
-        configuration.jwksRefreshSeconds = jwksRefresh ?? configuration.jwksRefreshSeconds
-        configuration.jwtIssuer = jwtIssuer
-        configuration.jwtAudience = jwtAudience
-        configuration.authTimeoutSeconds = authTimeout ?? configuration.authTimeoutSeconds
-        configuration.publicNamespaces = Set(publicNamespaces)
-        configuration.allowedOrigins = allowedOrigins.isEmpty ? nil : allowedOrigins
-        configuration.pingIntervalSeconds = pingInterval ?? configuration.pingIntervalSeconds
-        configuration.pingTimeoutSeconds = pingTimeout ?? configuration.pingTimeoutSeconds
-        configuration.handshakeTimeoutSeconds = handshakeTimeout ?? configuration.handshakeTimeoutSeconds
-        configuration.maxConnections = maxConnections ?? configuration.maxConnections
-        configuration.publishRatePerSecond = publishRate ?? configuration.publishRatePerSecond
-        configuration.publishBurst = publishBurst ?? configuration.publishBurst
+        configuration.jwtSecretFile = try jwtSecretFile ?? settings.string("jwt-secret-file")
+        configuration.jwks = try jwks ?? settings.string("jwks")
+        configuration.jwksRefreshSeconds = try jwksRefresh ?? settings.double("jwks-refresh") ?? configuration.jwksRefreshSeconds
+        configuration.jwtIssuer = try jwtIssuer ?? settings.string("jwt-issuer")
+        configuration.jwtAudience = try jwtAudience ?? settings.string("jwt-audience")
+        configuration.authTimeoutSeconds = try authTimeout ?? settings.double("auth-timeout") ?? configuration.authTimeoutSeconds
+        configuration.publicNamespaces = Set(try publicNamespaces.isEmpty ? settings.list("public-namespace") : publicNamespaces)
+        let origins = try allowedOrigins.isEmpty ? settings.list("allowed-origin") : allowedOrigins
+        configuration.allowedOrigins = origins.isEmpty ? nil : origins
+        configuration.pingIntervalSeconds = try pingInterval ?? settings.double("ping-interval") ?? configuration.pingIntervalSeconds
+        configuration.pingTimeoutSeconds = try pingTimeout ?? settings.double("ping-timeout") ?? configuration.pingTimeoutSeconds
+        configuration.handshakeTimeoutSeconds = try handshakeTimeout ?? settings.double("handshake-timeout") ?? configuration.handshakeTimeoutSeconds
+        configuration.maxConnections = try maxConnections ?? settings.int("max-connections") ?? configuration.maxConnections
+        configuration.publishRatePerSecond = try publishRate ?? settings.double("publish-rate") ?? configuration.publishRatePerSecond
+        configuration.publishBurst = try publishBurst ?? settings.int("publish-burst") ?? configuration.publishBurst
         guard configuration.jwksRefreshSeconds > 0, configuration.authTimeoutSeconds > 0,
             configuration.pingIntervalSeconds > 0, configuration.pingTimeoutSeconds > 0,
             configuration.handshakeTimeoutSeconds > 0, configuration.maxConnections > 0,
             configuration.publishRatePerSecond > 0, configuration.publishBurst > 0
         else { throw ValidationError("time-outs, intervals, rates and limits must be positive") }
-        for property in kafkaProperties {
+        for property in try kafkaProperties.isEmpty ? settings.list("kafka") : kafkaProperties {
             let parts = property.split(separator: "=", maxSplits: 1)
             guard parts.count == 2 else { throw ValidationError("--kafka takes key=value, got \(property)") }
             configuration.kafkaProperties[String(parts[0])] = String(parts[1])

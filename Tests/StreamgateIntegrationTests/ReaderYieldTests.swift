@@ -95,8 +95,9 @@ import Testing
         while firstOther.withLockedValue({ $0 }) == nil, Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
         let waited = firstOther.withLockedValue { $0 }.map { $0.timeIntervalSince(started) } ?? .infinity
         let backlogDone = read.withLockedValue { $0 }
-        // Served within a round or two (≤ 1024 backlog records each, ~0.1 s), not after the backlog.
-        #expect(waited < 1.0, "the other partition waited \(waited) s behind the replay")
+        // Served within a round or two (≤ 1024 backlog records each, ~0.1 s), not after the backlog (28 000
+        // records still to go: ~2.8 s). The bound leaves room for a loaded machine; the count below is exact.
+        #expect(waited < 2.0, "the other partition waited \(waited) s behind the replay")
         #expect(backlogDone < 25_000, "read \(backlogDone) backlog records before the other partition's first")
     }
 }

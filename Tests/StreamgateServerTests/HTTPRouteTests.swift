@@ -21,6 +21,27 @@ import Testing
         if case .health = HTTPRoute.classify(Self.head("/healthz"), namespaces: namespaces) {} else { Issue.record("healthz") }
         if case .ready = HTTPRoute.classify(Self.head("/readyz"), namespaces: namespaces) {} else { Issue.record("readyz") }
         if case .notFound = HTTPRoute.classify(Self.head("/nope"), namespaces: namespaces) {} else { Issue.record("404") }
+        if case .metrics = HTTPRoute.classify(Self.head("/metrics"), namespaces: namespaces) {} else { Issue.record("metrics") }
+    }
+
+    /// The console page and the browser client come from the binary, whole.
+    @Test func staticAssets() {
+        let namespaces = NamespaceMap()
+        for (path, expected) in [("/", StaticAsset.consolePage), ("/index.html", .consolePage),
+                                 ("/console.js", .consoleScript), ("/v1/client.js", .client)] {
+            guard case .asset(let asset) = HTTPRoute.classify(Self.head(path, headers: []), namespaces: namespaces) else {
+                Issue.record("\(path) is not an asset")
+                continue
+            }
+            #expect(asset == expected)
+            #expect(asset.bytes.count > 1000, "\(path) is \(asset.bytes.count) bytes")
+        }
+        #expect(String(decoding: StaticAsset.consolePage.bytes, as: UTF8.self).contains("/v1/client.js")
+                || String(decoding: StaticAsset.consoleScript.bytes, as: UTF8.self).contains("/v1/client.js"))
+        #expect(String(decoding: StaticAsset.client.bytes, as: UTF8.self).contains("export"))
+        if case .notFound = HTTPRoute.classify(Self.head("/v1/client.d.ts", headers: []), namespaces: namespaces) {} else {
+            Issue.record("only the three files are served")
+        }
     }
 
     /// Routing of WebSocket paths; the handshake rules themselves are HandshakeRulesTests'.

@@ -87,6 +87,18 @@ async def case_cluster_start(ctx: ClusterCtx):
         for p, o in owners.items():
             per.setdefault(o, []).append(p)
         ctx.notes.append(f"cluster_start: docs partitions per node {dict(sorted(per.items()))}")
+        # /metrics of every node agrees with the placement: its share served, nothing unowned
+        for name in BASE_NODES:
+            st, _, text = await ctx.http("GET", ctx.nodes[name].direct_https + "/metrics")
+            gauges = {}
+            for line in text.splitlines():
+                if line.startswith("streamgate_") and " " in line and "{" not in line:
+                    key, val = line.rsplit(" ", 1)
+                    gauges[key] = float(val)
+            ctx.expect(st == 200 and gauges.get("streamgate_affinity_partitions_served") == len(per.get(name, []))
+                       and gauges.get("streamgate_affinity_partitions_unowned") == 0
+                       and gauges.get("streamgate_cluster_nodes") == len(BASE_NODES),
+                       f"{name} /metrics: HTTP {st}, placement gauges {({k: v for k, v in gauges.items() if 'affinity' in k or 'cluster' in k})}, owns {len(per.get(name, []))}")
     # Chromium over DevTools: a page on one node's name, a WebSocket to another's
     b = await get_browser(ctx)
     page = await b.open_page(f"https://server1.{DOMAIN}:{ctx.lb_port}/healthz")

@@ -20,7 +20,6 @@ import pathlib
 import shutil
 import signal
 import sys
-import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -31,7 +30,7 @@ import cases_failover  # noqa: E402
 import cases_infra  # noqa: E402
 import cases_placement  # noqa: E402
 from clusterlab import REPO, CaseError, ClusterCtx  # noqa: E402
-from harness import format_exc, run_guarded  # noqa: E402
+from harness import format_exc, run_guarded, private_binary  # noqa: E402
 
 INVARIANTS = ["lost_acked", "duplicates", "reordered", "silent_gaps", "nacked_seen", "content_mismatch",
               "served_without_claim", "acked_after_deadline", "schema_violations"]
@@ -184,18 +183,11 @@ def main() -> int:
             doc = " ".join((fn.__doc__ or "").split())
             print(f"{name:20s} {'[placement] ' if needs else ''}{doc[:110]}")
         return 0
-    src = pathlib.Path(args.binary)
-    if not src.is_absolute() and not src.exists() and (REPO / src).exists():
-        src = REPO / src
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="e2e-cluster-"))
-    results = {"passed": 0, "failed": 0}
-    binary = str(workdir / "gw")
-    try:
-        shutil.copy2(src, binary)
-    except OSError as e:
-        print(f"FAIL setup: cannot copy the binary {src}: {e}")
-        print("0 passed, 1 failed")
+    prepared = private_binary(args.binary, REPO, "e2e-cluster-")
+    if prepared is None:
         return 1
+    workdir, binary, src = prepared
+    results = {"passed": 0, "failed": 0}
     print(f"e2e-cluster: binary {src} (copied to {binary}); logs in {workdir}", flush=True)
     holder: list = []
     t_start = time.monotonic()

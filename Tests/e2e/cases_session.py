@@ -595,3 +595,29 @@ async def case_latest_after_restart(ctx: Ctx):
         check_stream(ctx, f"{label}: first subscription", c, ch, [warm.reply["offset"]])
         await c.close()
         await c2.close()
+
+
+# --- traceparent back on delivery ------------------------------------------------------------------
+
+async def case_traceparent_delivery(ctx: Ctx):
+    """A publish with a traceparent is delivered with it; one without, without; a record written by
+    another producer with a valid traceparent header carries it, one with a malformed header does not."""
+    srv = await ctx.server("main")
+    ch = "e2e.s.trace"
+    c = await ctx.connect(srv, name="trace")
+    with_tp = await c.request({"type": "publish", "channel": ch, "data": {"t": 1}, "traceparent": TP_OK})
+    without = await c.request({"type": "publish", "channel": ch, "data": {"t": 2}})
+    if with_tp.get("type") != "ack" or without.get("type") != "ack":
+        raise CaseError(f"publishes answered {with_tp}, {without}")
+    other_tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    await asyncio.to_thread(kafkatools.produce, ctx.bootstrap, ctx.topic, [
+        {"key": ch, "value": b'{"t":3}', "headers": [("content-type", b"application/json"), ("traceparent", other_tp.encode())]},
+        {"key": ch, "value": b'{"t":4}', "headers": [("content-type", b"application/json"), ("traceparent", b"garbage")]},
+    ])
+    await subscribe(ctx, c, ch, {"offset": with_tp["offset"]})
+    if await wait_delivered([(c, ch)], with_tp["offset"] + 3, 15):
+        raise CaseError(f"4 records not delivered: {[strip(m) for m in c.msgs.get(ch, [])]}")
+    got = [(m["data"]["t"], m.get("traceparent")) for m in c.msgs[ch][:4]]
+    want = [(1, TP_OK), (2, None), (3, other_tp), (4, None)]
+    if got != want:
+        raise CaseError(f"traceparent on delivery: {got}, expected {want}")

@@ -739,3 +739,23 @@ def run_guarded(main_coro, budget: float, results: dict, holder: list, cleanup=N
     if interrupted:
         results["failed"] += 1
     return interrupted
+
+
+def private_binary(binary: str, repo: pathlib.Path, prefix: str):
+    """Copies the gateway binary into a new temp dir (a rebuild during the run does not disturb it, and a
+    name-based cleanup elsewhere does not match our processes). Returns (workdir, copy, src); prints the
+    failure and returns None when the binary cannot be copied."""
+    import shutil
+    import tempfile
+    src = pathlib.Path(binary)
+    if not src.is_absolute() and not src.exists() and (repo / src).exists():
+        src = repo / src
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    copy = str(workdir / "gw")
+    try:
+        shutil.copy2(src, copy)
+    except OSError as e:
+        print(f"FAIL setup: cannot copy the binary {src}: {e}")
+        print("0 passed, 1 failed")
+        return None
+    return workdir, copy, src

@@ -18,24 +18,25 @@ import pathlib
 import shutil
 import signal
 import sys
-import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
+import cases_config  # noqa: E402
 import cases_delivery  # noqa: E402
 import cases_edges  # noqa: E402
 import cases_faults  # noqa: E402
 import cases_flow  # noqa: E402
 import cases_history  # noqa: E402
 import cases_liveness  # noqa: E402
+import cases_metrics  # noqa: E402
 import cases_security  # noqa: E402
 import cases_session  # noqa: E402
 import kafkatools  # noqa: E402
 import schemacheck  # noqa: E402
-from harness import CaseError, Ctx, format_exc, run_guarded  # noqa: E402
+from harness import CaseError, Ctx, format_exc, run_guarded, private_binary  # noqa: E402
 
 INVARIANTS = ["lost_acked", "reordered", "duplicates", "silent_gaps", "schema_violations",
               "nacked_seen", "unanswered", "record_mismatch", "content_mismatch"]
@@ -128,6 +129,9 @@ CASES = [
     ("cluster_start", case_cluster, 60),
     ("publish_invariants", cases_delivery.case_publish_invariants, 90),
     ("publish_values", cases_delivery.case_publish_values, 30),
+    ("metrics", cases_metrics.case_metrics, 45),
+    ("config_settings", cases_config.case_config_settings, 45),
+    ("traceparent_delivery", cases_session.case_traceparent_delivery, 45),
     ("partitioner", cases_delivery.case_partitioner, 30),
     ("subscribers", cases_delivery.case_subscribers, 60),
     ("resume", cases_delivery.case_resume, 60),
@@ -289,20 +293,11 @@ def main() -> int:
         for name, fn, _ in CASES:
             print(f"{name:20s} {(fn.__doc__ or '').strip().splitlines()[0]}")
         return 0
-    src = pathlib.Path(args.binary)
-    if not src.is_absolute() and not src.exists() and (REPO / src).exists():
-        src = REPO / src
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="e2e-run-"))
-    results = {"passed": 0, "failed": 0}
-    # A private copy: a rebuild during the run does not disturb it, and a name-based
-    # cleanup elsewhere on the machine (other test runs) does not match our processes.
-    binary = str(workdir / "gw")
-    try:
-        shutil.copy2(src, binary)
-    except OSError as e:
-        print(f"FAIL setup: cannot copy the binary {src}: {e}")
-        print("0 passed, 1 failed")
+    prepared = private_binary(args.binary, REPO, "e2e-run-")
+    if prepared is None:
         return 1
+    workdir, binary, src = prepared
+    results = {"passed": 0, "failed": 0}
     print(f"e2e: binary {src} (copied to {binary}); logs in {workdir}", flush=True)
     ctx_holder: list = []
 

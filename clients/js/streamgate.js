@@ -1,0 +1,1 @@
+../../Sources/StreamgateServer/Static/streamgate.js
