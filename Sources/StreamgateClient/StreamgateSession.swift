@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import StreamgateCore
 
 /// A connection to a gateway that survives disconnects: it reconnects with jittered exponential backoff,
 /// resumes every subscription from the offset after the last record it delivered (so nothing is missed or
@@ -19,7 +20,8 @@ import NIOPosix
 ///
 /// A publish gets a `msgId` when it has none, and keeps it across reconnects: if the gateway stored it but the
 /// answer was lost, the retry is stored again under the same `msgId` (PROTOCOL §6: deduplicate by it).
-/// Authentication failures (4401, 4403) end the session instead of looping. Call ``close()`` when done.
+/// Authentication refusals (close 4001 unauthorized, 4003 forbidden) end the session instead of looping.
+/// Call ``close()`` when done.
 public final class StreamgateSession: Sendable {
     /// What happened, in order.
     public enum Event: Sendable {
@@ -219,7 +221,7 @@ public final class StreamgateSession: Sendable {
             lastClose = info
             state.withLockedValue { $0.connection = nil }
             continuation.yield(.disconnected(info))
-            if info.serverCode == 4401 || info.serverCode == 4403 { break }
+            if info.serverCode == CloseCode.unauthorized || info.serverCode == CloseCode.forbidden { break }
             failures = 1
         }
         let waiting = state.withLockedValue { state in

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import StreamgateCore
 import StreamgateKafka
+import Tracing
 
 /// Feeds every local subscription from Kafka: one live reader follows the tail of every partition that has
 /// subscribers, one sweep reader serves catch-ups, and each record is encoded once and queued to every
@@ -41,13 +42,15 @@ final class DeliveryHub: Sendable {
     private let readers = NIOLockedValueBox<(live: KafkaPartitionReader, sweep: KafkaPartitionReader)?>(nil)
     private let lookup: any PartitionLookup
     private let metrics: GatewayMetrics?
+    private let tracer: LogTracer?
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
 
     init(configuration: KafkaConfiguration, lookup: any PartitionLookup, metrics: GatewayMetrics? = nil,
-         logger: Logger) throws {
+         tracer: LogTracer? = nil, logger: Logger) throws {
         self.lookup = lookup
         self.metrics = metrics
+        self.tracer = tracer
         self.logger = logger
         let readerConfiguration = configuration
         let live = try KafkaPartitionReader(configuration: readerConfiguration, name: "kafka-live", logger: logger) {
@@ -126,6 +129,25 @@ final class DeliveryHub: Sendable {
     }
 
     /// Partitions whose reader has waited for a recovery look-up longer than `threshold`.
+    /// A `deliver` span for a record that carries a trace context: the hand-over to its subscribers.
+    private func traceDelivery(_ record: KafkaRecordView, subscribers: Int, tracer: LogTracer,
+                               started: DefaultTracerClock.Instant) {
+        var parent: TraceContext?
+        record.forEachHeader { name, value in
+            guard RecordHeaders.known(UnsafeRawBufferPointer(start: name, count: strlen(name))) == .traceparent else { return }
+            parent = TraceContext(traceparent: String(decoding: value, as: UTF8.self))
+        }
+        guard let parent else { return }
+        var context = ServiceContext.topLevel
+        context[TraceContextKey.self] = parent
+        let span = tracer.startSpan("deliver", context: context, ofKind: .consumer, at: started)
+        span.attributes["messaging.destination.name"] = record.topic
+        span.attributes["messaging.kafka.destination.partition"] = Int(record.partition)
+        span.attributes["messaging.kafka.offset"] = Int(record.offset)
+        span.attributes["streamgate.subscribers"] = subscribers
+        span.end()
+    }
+
     /// What `/metrics` shows of the readers, summed over the partitions followed.
     struct ReaderSnapshot {
         var partitions = 0
@@ -212,6 +234,7 @@ final class DeliveryHub: Sendable {
             let channel = String(decoding: record.key, as: UTF8.self)
             var frame: ByteBuffer?
             var delivered = 0
+            let started = tracer.map { _ in DefaultTracerClock.now }
             let location = TopicPartition(topic: record.topic, partition: record.partition)
             slot.state.withLockedValue { state in
                 guard record.generation == (sweep ? state.sweepGeneration : state.liveGeneration) else { return }
@@ -227,6 +250,7 @@ final class DeliveryHub: Sendable {
                     : state.fanout.liveRecord(channel: channel, offset: record.offset, deliver: deliver)
                 perform(actions, location, &state)
             }
+            if delivered > 0, let tracer, let started { traceDelivery(record, subscribers: delivered, tracer: tracer, started: started) }
             if delivered > 0, let metrics {
                 metrics.deliveries.increment(by: delivered)
                 if record.timestampMilliseconds > 0 {

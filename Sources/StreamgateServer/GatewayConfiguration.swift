@@ -104,6 +104,9 @@ public struct GatewayConfiguration: Sendable {
     /// the latest one TTL after a crash. 10 s: failover within seconds, while a GC pause or a slow etcd
     /// write (well under a second) never costs the lease.
     public var leaseTTLSeconds = 10
+    /// Spans of publishes and deliveries: none, or one log line per span.
+    public enum TracingMode: String, Sendable, CaseIterable { case off, log }
+    public var tracing = TracingMode.off
 
     /// How often each event loop sweeps its connections' deadlines: a quarter of the shortest one, between
     /// 50 ms and 1 s.

@@ -26,6 +26,8 @@ public final class KafkaBackend: Service, Sendable {
     let embeddedCluster: KafkaMockCluster?
     /// The node's metrics (`GET /metrics`).
     let metrics: GatewayMetrics
+    /// Spans of publishes and deliveries, when `--tracing log`.
+    let tracer: LogTracer?
     let bootstrap: String
     private let partitionCounts = NIOLockedValueBox([String: Int]())
     private let reachability = NIOLockedValueBox<String?>("not checked yet")
@@ -40,6 +42,8 @@ public final class KafkaBackend: Service, Sendable {
         self.logger = logger
         let metrics = GatewayMetrics()
         self.metrics = metrics
+        let tracer = configuration.tracing == .log ? LogTracer(logger: logger) : nil
+        self.tracer = tracer
         self.refreshInterval = .seconds(configuration.metadataRefreshSeconds)
         self.flushMilliseconds = Int32(configuration.drainSeconds * 1000)
         if let brokers = configuration.brokers {
@@ -65,7 +69,7 @@ public final class KafkaBackend: Service, Sendable {
         // idle broker about 100 small requests a second per reader.
         kafka["fetch.wait.max.ms"] = kafka["fetch.wait.max.ms"] ?? "10"
         self.lookup = try KafkaPartitionLookup(configuration: kafka)
-        let hub = try DeliveryHub(configuration: kafka, lookup: lookup, metrics: metrics, logger: logger)
+        let hub = try DeliveryHub(configuration: kafka, lookup: lookup, metrics: metrics, tracer: tracer, logger: logger)
         self.hub = hub
         self.resolver = StartResolver(lookup: lookup, known: { hub.knownPosition($0) })
     }

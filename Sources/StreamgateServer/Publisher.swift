@@ -1,3 +1,4 @@
+import Tracing
 import CoreMetrics
 import Dispatch
 import Foundation
@@ -38,6 +39,8 @@ final class Publisher {
         var timestamp: Int64
         /// Monotonic receipt time (ns), for the ack latency.
         var received: UInt64
+        /// The publish's span (receipt → delivery report), when tracing is on.
+        var span: LogSpan?
     }
 
     private let sink: any RecordSink
@@ -47,14 +50,16 @@ final class Publisher {
     private let eventLoop: any EventLoop
     private let onRoom: @Sendable () -> Void
     private let metrics: GatewayMetrics?
+    private let tracer: LogTracer?
     private var waiting = CircularBuffer<Waiting>()
     private var retryScheduled = false
     private var stopped = false
 
     /// - Parameter onRoom: called (from any thread) when answers freed room in the window.
     init(sink: any RecordSink, limits: Limits, window: PublishWindow, outbox: ConnectionOutbox,
-         metrics: GatewayMetrics? = nil, onRoom: @escaping @Sendable () -> Void) {
+         metrics: GatewayMetrics? = nil, tracer: LogTracer? = nil, onRoom: @escaping @Sendable () -> Void) {
         self.metrics = metrics
+        self.tracer = tracer
         self.sink = sink
         self.limits = limits
         self.window = window
@@ -74,10 +79,25 @@ final class Publisher {
     /// Builds the record and hands it to Kafka, or queues it behind earlier ones waiting for room.
     func publish(id: RequestID?, channel: ChannelName, topic: String, payload: Payload, headers: RecordHeaders) {
         guard !stopped else { return }
+        var headers = headers
+        var span: LogSpan?
+        if let tracer {
+            // A child of the client's span (or the root of a new trace); the record carries this span's
+            // context, so that consumers continue the trace from the gateway's publish.
+            var parent = ServiceContext.topLevel
+            if let traceparent = headers.traceparent, let trace = TraceContext(traceparent: traceparent) {
+                parent[TraceContextKey.self] = trace
+            }
+            let started = tracer.startSpan("publish", context: parent, ofKind: .producer)
+            started.attributes["messaging.destination.name"] = topic
+            started.attributes["streamgate.channel"] = channel.value
+            headers.traceparent = started.context[TraceContextKey.self]?.traceparent
+            span = started
+        }
         let next = Waiting(
             id: id, channel: channel, topic: topic, payload: payload,
             headers: headers.fields.map { KafkaHeader(name: $0.name, string: $0.value) },
-            timestamp: Self.nowMilliseconds(), received: DispatchTime.now().uptimeNanoseconds)
+            timestamp: Self.nowMilliseconds(), received: DispatchTime.now().uptimeNanoseconds, span: span)
         if !waiting.isEmpty || !attempt(next) {
             waiting.append(next)
             scheduleRetry()
@@ -91,6 +111,8 @@ final class Publisher {
             outbox.enqueue(bytes: ServerFrameEncoder.nack(id: next.id, code: .kafkaUnavailable, message: reason,
                                                           persisted: "no"))
             metrics?.nacked.increment()
+            next.span?.setStatus(SpanStatus(code: .error, message: reason))
+            next.span?.end()
         }
     }
 
@@ -108,6 +130,7 @@ final class Publisher {
         let limits = self.limits
         let metrics = self.metrics
         let received = publish.received
+        let span = publish.span
         let (id, channel) = (publish.id, publish.channel)
         let bytes = publish.payload.bytes.count
         var key = channel.value
@@ -119,6 +142,12 @@ final class Publisher {
                     timestampMilliseconds: publish.timestamp
                 ) { report in
                     outbox.enqueue(bytes: Self.answer(to: report, id: id, channel: channel))
+                    if let span {
+                        span.attributes["messaging.kafka.destination.partition"] = Int(report.partition)
+                        if let offset = report.offset { span.attributes["messaging.kafka.offset"] = Int(offset) }
+                        if let error = report.error { span.setStatus(SpanStatus(code: .error, message: "\(error)")) }
+                        span.end()
+                    }
                     if let metrics {
                         (report.error == nil ? metrics.acked : metrics.nacked).increment()
                         metrics.ackLatency.recordNanoseconds(
@@ -143,6 +172,8 @@ final class Publisher {
             outbox.enqueue(bytes: ServerFrameEncoder.nack(id: id, code: .kafkaUnavailable, message: "\(error)",
                                                           persisted: "no"))
             metrics?.nacked.increment()
+            publish.span?.setStatus(SpanStatus(code: .error, message: "\(error)"))
+            publish.span?.end()
             return true
         }
     }

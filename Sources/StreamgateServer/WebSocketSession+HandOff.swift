@@ -17,7 +17,7 @@ extension WebSocketSession {
         switch environment.placement.decision(for: affinity) {
         case .serveHere: return
         case .redirect(let url): beginHandOff(to: url)
-        case .unavailable: beginHandOff(to: environment.placement.publicURL)
+        case .unavailable: beginHandOff(to: environment.placement.nextOwnerURL(of: affinity))
         }
     }
 

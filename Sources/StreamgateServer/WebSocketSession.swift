@@ -88,7 +88,7 @@ final class WebSocketSession: ChannelInboundHandler, RemovableChannelHandler, Sw
             sink: environment.backend.producer,
             limits: .init(maxInFlight: configuration.maxInFlightPerConnection,
                           maxInFlightBytes: configuration.maxInFlightBytesPerConnection),
-            window: window, outbox: outbox, metrics: environment.metrics,
+            window: window, outbox: outbox, metrics: environment.metrics, tracer: environment.backend.tracer,
             onRoom: { channel.pipeline.fireUserInboundEventTriggered(SessionEvent.windowReopened) })
         environment.registry.add(ObjectIdentifier(self), channel)
         environment.metrics.connectionOpened(endpoint)

@@ -20,16 +20,22 @@ struct DevKafkaCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = LogSetup.bootstrap(level: logLevel)
         guard brokerCount >= 1, partitions >= 1 else { throw ValidationError("broker count and partitions must be positive") }
-        let cluster = try KafkaMockCluster(brokerCount: brokerCount)
-        try cluster.createTopic(NamespaceMap.defaultTopic, partitions: partitions)
+        // The default topic, then the others; a --topic naming the default topic sets its partitions.
+        var created: [(name: String, partitions: Int)] = [(NamespaceMap.defaultTopic, partitions)]
         for topic in topics {
             let parts = topic.split(separator: ":", maxSplits: 1)
             let count = parts.count == 2 ? Int(parts[1]) : partitions
             guard let count, count >= 1, let name = parts.first, !name.isEmpty else {
                 throw ValidationError("--topic takes NAME[:PARTITIONS], got \(topic)")
             }
-            try cluster.createTopic(String(name), partitions: count)
+            if let index = created.firstIndex(where: { $0.name == name }) {
+                created[index].partitions = count
+            } else {
+                created.append((String(name), count))
+            }
         }
+        let cluster = try KafkaMockCluster(brokerCount: brokerCount)
+        for topic in created { try cluster.createTopic(topic.name, partitions: topic.partitions) }
         StandardOutput.line(cluster.bootstrapServers)
         logger.warning("development Kafka: \(brokerCount) in-memory brokers at \(cluster.bootstrapServers) — NOT DURABLE")
         let group = ServiceGroup(

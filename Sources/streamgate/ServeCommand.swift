@@ -87,6 +87,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("lease-ttl"), help: "Seconds of the node's etcd lease: a crashed node's partitions move within it (default \(Self.defaults.leaseTTLSeconds)).")
     var leaseTTL: Int?
     @Option(help: "Log level (default info).") var logLevel: Logger.Level?
+    @Option(help: "Spans of publishes and deliveries: off, or log (one info line per span, W3C trace context) (default off).")
+    var tracing: String?
 
     /// Every setting: a flag, `STREAMGATE_<NAME>` in the environment, or a key of the configuration file's
     /// `settings` object (flag > environment > file > default).
@@ -96,7 +98,7 @@ struct ServeCommand: AsyncParsableCommand {
         "max-subscriptions", "drain-seconds", "dev-partitions", "kafka", "tls-cert", "tls-key", "jwt-secret-file", "jwks",
         "jwks-refresh", "jwt-issuer", "jwt-audience", "auth-timeout", "public-namespace", "allowed-origin",
         "ping-interval", "ping-timeout", "handshake-timeout", "max-connections", "publish-rate", "publish-burst", "etcd",
-        "etcd-prefix", "public-url", "lease-ttl", "log-level",
+        "etcd-prefix", "public-url", "lease-ttl", "log-level", "tracing",
     ]
 
     func run() async throws {
@@ -172,6 +174,12 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.etcdPrefix = try etcdPrefix ?? settings.string("etcd-prefix") ?? configuration.etcdPrefix
         configuration.publicURL = try publicURL ?? settings.string("public-url")
         configuration.leaseTTLSeconds = try leaseTTL ?? settings.int("lease-ttl") ?? configuration.leaseTTLSeconds
+        if let mode = try tracing ?? settings.string("tracing") {
+            guard let parsed = GatewayConfiguration.TracingMode(rawValue: mode) else {
+                throw ValidationError("tracing is off or log, got \(mode)")
+            }
+            configuration.tracing = parsed
+        }
         try Self.validateCluster(configuration)
         configuration.maxMessageBytes = try maxMessageBytes ?? settings.int("max-message-bytes") ?? configuration.maxMessageBytes
         configuration.maxFrameBytes = try maxFrameBytes ?? settings.int("max-frame-bytes") ?? configuration.maxFrameBytes

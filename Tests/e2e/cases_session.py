@@ -621,3 +621,51 @@ async def case_traceparent_delivery(ctx: Ctx):
     want = [(1, TP_OK), (2, None), (3, other_tp), (4, None)]
     if got != want:
         raise CaseError(f"traceparent on delivery: {got}, expected {want}")
+
+
+async def case_tracing_log(ctx: Ctx):
+    """`--tracing log`: a publish with a traceparent is a `publish` span, child of the client's span; its
+    record (in Kafka and on delivery) carries the gateway span's context in the same trace; its delivery
+    is a `deliver` span, child of the publish span; a publish without a traceparent starts a new trace."""
+    srv = await ctx.start_serve("tracing", ctx.bootstrap, "e2e-tracing", ["--tracing", "log"])
+    ch = "e2e.s.tracing"
+    c = await ctx.connect(srv, name="tracing")
+    sub = await subscribe(ctx, c, ch, "latest")
+    if sub.get("type") != "subscribed":
+        raise CaseError(f"subscribe answered {sub}")
+    with_tp = await c.request({"type": "publish", "channel": ch, "data": {"t": 1}, "traceparent": TP_OK})
+    without = await c.request({"type": "publish", "channel": ch, "data": {"t": 2}})
+    if with_tp.get("type") != "ack" or without.get("type") != "ack":
+        raise CaseError(f"publishes answered {with_tp}, {without}")
+    if await wait_delivered([(c, ch)], without["offset"], 15):
+        raise CaseError("records not delivered")
+    delivered = {m["data"]["t"]: m.get("traceparent") for m in c.msgs[ch]}
+    _, client_trace, client_span, _ = TP_OK.split("-")
+    tp1 = delivered.get(1) or ""
+    parts1 = tp1.split("-")
+    if len(parts1) != 4 or parts1[1] != client_trace or parts1[2] == client_span:
+        raise CaseError(f"the record of a traced publish carries {tp1!r}: expected trace {client_trace} under the gateway's span")
+    tp2 = delivered.get(2) or ""
+    if len(tp2.split("-")) != 4 or client_trace in tp2:
+        raise CaseError(f"a publish without traceparent should start a new trace, its record carries {tp2!r}")
+    recs = await read_partitions(ctx, ctx.topic, {with_tp["partition"]: (with_tp["offset"], with_tp["offset"] + 1)})
+    header = recs[(with_tp["partition"], with_tp["offset"])].header_map().get("traceparent")
+    header = header.decode() if isinstance(header, bytes) else header
+    if header != tp1:
+        raise CaseError(f"Kafka header traceparent {header!r} differs from the delivered {tp1!r}")
+    gateway_span = parts1[2]
+    deadline = time.monotonic() + 5
+    lines = []
+    while time.monotonic() < deadline:
+        lines = srv.proc.stderr_path.read_text(errors="replace").splitlines()
+        publish = [l for l in lines if "span publish" in l and f"trace.id={client_trace}" in l]
+        deliver = [l for l in lines if "span deliver" in l and f"trace.id={client_trace}" in l]
+        if publish and deliver:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise CaseError(f"no publish and deliver span lines for trace {client_trace}: {[l for l in lines if 'span ' in l][:4]}")
+    if f"span.parent={client_span}" not in publish[0] or f"span.id={gateway_span}" not in publish[0]:
+        raise CaseError(f"publish span {publish[0][:300]} is not the client's span's child {gateway_span}")
+    if f"span.parent={gateway_span}" not in deliver[0] or "attr.streamgate.subscribers=1" not in deliver[0]:
+        raise CaseError(f"deliver span {deliver[0][:300]} is not the publish span's child")

@@ -132,6 +132,7 @@ CASES = [
     ("metrics", cases_metrics.case_metrics, 45),
     ("config_settings", cases_config.case_config_settings, 45),
     ("traceparent_delivery", cases_session.case_traceparent_delivery, 45),
+    ("tracing_log", cases_session.case_tracing_log, 45),
     ("partitioner", cases_delivery.case_partitioner, 30),
     ("subscribers", cases_delivery.case_subscribers, 60),
     ("resume", cases_delivery.case_resume, 60),

@@ -114,6 +114,18 @@ final class ClusterPlacement: Sendable {
         return trimmed + "/v1/ws/" + channel.value + (query.map { "?" + $0 } ?? "")
     }
 
+    /// Where the connections of `partition` go when this node stops serving it and no other owner is known
+    /// yet: the node rendezvous hashing gives it to among the others registered, else this node (which
+    /// answers 503 until an owner is known, then redirects).
+    func nextOwnerURL(of partition: PartitionKey) -> String {
+        let next = state.withLockedValue { state -> String? in
+            guard let node = Rendezvous.owner(of: partition, among: state.directory.nodes.keys.filter { $0 != nodeID })
+            else { return nil }
+            return state.directory.nodes[node]?.url
+        }
+        return next ?? publicURL
+    }
+
     /// The public URL of node `id`, from the directory.
     func url(ofNode id: String) -> String? {
         if id == nodeID { return publicURL }

@@ -273,7 +273,7 @@ final class PlacementService: Service {
             case .startServing(let partition):
                 logger.info("serving affinity partition", metadata: ["partition": "\(partition)"])
             case .stopServing(let partition, let next):
-                let url = next.flatMap { placement.url(ofNode: $0) } ?? placement.publicURL
+                let url = next.flatMap { placement.url(ofNode: $0) } ?? placement.nextOwnerURL(of: partition)
                 let moved = placement.members.handOff(partition) { _ in PartitionHandOffEvent(url: url) }
                 logger.info("stopped serving affinity partition", metadata: [
                     "partition": "\(partition)", "next": "\(next ?? "-")", "connections.moved": "\(moved)",
