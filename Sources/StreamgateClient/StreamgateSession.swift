@@ -60,8 +60,7 @@ public final class StreamgateSession: Sendable {
         var start: SubscribeStart
         /// The next offset to deliver, once known (from `subscribed` or the last record).
         var next: Int64?
-        var partition: Int32?
-        /// The latest `subscribed` answer.
+        /// The latest `subscribed` answer (its partition is where `next` counts).
         var reply: SubscribeReply?
     }
 
@@ -238,7 +237,7 @@ public final class StreamgateSession: Sendable {
     private func resume(on connection: StreamgateConnection) async -> Bool {
         let subscriptions = state.withLockedValue { $0.subscriptions }
         for (channel, subscription) in subscriptions {
-            let start: SubscribeStart = subscription.next.map { .offset($0, partition: subscription.partition) }
+            let start: SubscribeStart = subscription.next.map { .offset($0, partition: subscription.reply?.partition) }
                 ?? subscription.start
             do {
                 accept(try await connection.subscribe(channel: channel, from: start))
@@ -252,11 +251,12 @@ public final class StreamgateSession: Sendable {
     private func accept(_ reply: SubscribeReply) {
         state.withLockedValue { state in
             guard var subscription = state.subscriptions[reply.channel] else { return }
-            // A later `next` (records delivered meanwhile) stands; a move to another partition starts over.
-            if subscription.partition != reply.partition || subscription.next.map({ reply.offset > $0 }) ?? true {
+            // A later `next` (records delivered before this answer was read) stands; a move to another
+            // partition starts over.
+            let moved = subscription.reply.map { $0.partition != reply.partition } ?? false
+            if moved || subscription.next.map({ reply.offset > $0 }) ?? true {
                 subscription.next = reply.offset
             }
-            subscription.partition = reply.partition
             subscription.reply = reply
             state.subscriptions[reply.channel] = subscription
         }

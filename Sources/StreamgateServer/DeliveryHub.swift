@@ -128,7 +128,6 @@ final class DeliveryHub: Sendable {
         return topicSlots.flatMap { $0.state.withLockedValue { $0.fanout.subscribers } }
     }
 
-    /// Partitions whose reader has waited for a recovery look-up longer than `threshold`.
     /// A `deliver` span for a record that carries a trace context: the hand-over to its subscribers.
     private func traceDelivery(_ record: KafkaRecordView, subscribers: Int, tracer: LogTracer,
                                started: DefaultTracerClock.Instant) {
@@ -187,6 +186,7 @@ final class DeliveryHub: Sendable {
         return snapshot
     }
 
+    /// Partitions whose reader has waited for a recovery look-up longer than `threshold`.
     func stalledPartitions(longerThan threshold: Duration) -> [TopicPartition] {
         let now = ContinuousClock.now
         return stalled.withLockedValue { $0.filter { now - $0.value >= threshold }.map(\.key) }

@@ -103,7 +103,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let settings = try settingsSource(environment: environment)
+        let file = try configurationFile(environment: environment)
+        let settings = try SettingsSource(names: Self.settingNames, environment: environment, configurationFile: file)
         let level = try logLevel ?? settings.string("log-level").map { text in
             guard let level = Logger.Level(rawValue: text) else {
                 throw ValidationError("log-level is one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \(text)")
@@ -111,7 +112,7 @@ struct ServeCommand: AsyncParsableCommand {
             return level
         } ?? .info
         let logger = LogSetup.bootstrap(level: level)
-        let configuration = try makeConfiguration(environment: environment)
+        let configuration = try makeConfiguration(settings: settings, file: file)
         let services = try GatewayNode.services(configuration: configuration, logger: logger) { host, port in
             StandardOutput.line("listening on \(host):\(port)")
         }
@@ -152,15 +153,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    func settingsSource(environment: [String: String]) throws -> SettingsSource {
-        try SettingsSource(names: Self.settingNames, environment: environment,
-                           configurationFile: configurationFile(environment: environment))
-    }
-
-    func makeConfiguration(environment: [String: String]) throws -> GatewayConfiguration {
+    /// The configuration: each setting from its flag, else from `settings` (environment, then `file`).
+    func makeConfiguration(settings: SettingsSource, file: Data?) throws -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
-        let file = try configurationFile(environment: environment)
-        let settings = try SettingsSource(names: Self.settingNames, environment: environment, configurationFile: file)
         configuration.brokers = try brokers ?? settings.string("brokers")
         configuration.host = try host ?? settings.string("host") ?? configuration.host
         if let port = try port ?? settings.int("port") { configuration.port = port }

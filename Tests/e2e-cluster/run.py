@@ -30,7 +30,7 @@ import cases_failover  # noqa: E402
 import cases_infra  # noqa: E402
 import cases_placement  # noqa: E402
 from clusterlab import REPO, CaseError, ClusterCtx  # noqa: E402
-from harness import format_exc, run_guarded, private_binary  # noqa: E402
+from harness import format_exc, run_guarded, private_binary, schema_failure  # noqa: E402
 
 INVARIANTS = ["lost_acked", "duplicates", "reordered", "silent_gaps", "nacked_seen", "content_mismatch",
               "served_without_claim", "acked_after_deadline", "schema_violations"]
@@ -94,13 +94,9 @@ async def run_case(ctx: ClusterCtx, name: str, fn, timeout: float, needs_placeme
                 await asyncio.wait_for(c.close(), 5)
             except Exception:
                 pass
-    try:
-        viol = await ctx.checker.collect(name)
-    except Exception as e:
-        viol = [("?", "", f"schema check failed: {e}")]
-    if viol:
-        ctx.stats["schema_violations"] += len(viol)
-        ctx.fails.append(f"{len(viol)} schema violations; first: {viol[0][2]} in {viol[0][1][:160]}")
+    failure = await schema_failure(ctx.checker, ctx.stats, name)
+    if failure:
+        ctx.fails.append(failure)
     dt = time.monotonic() - t0
     if ctx.fails:
         reason = " | ".join(ctx.fails)

@@ -11,6 +11,9 @@ import os
 import pathlib
 import signal
 import subprocess
+import shutil
+import tempfile
+import threading
 import time
 import socket
 import traceback
@@ -709,8 +712,6 @@ def run_guarded(main_coro, budget: float, results: dict, holder: list, cleanup=N
     controllers `ctx.procs` of the contexts in `holder`) and exits 1 once `budget` seconds have passed.
     `cleanup(ctx)` runs for each context before the final kill. Returns whether the run was interrupted;
     an exception that escaped the suite counts as one failure in `results`."""
-    import threading
-
     def watchdog():
         print(f"FAIL watchdog: the suite exceeded {budget:.0f}s; killing everything", flush=True)
         for c in holder:
@@ -745,8 +746,6 @@ def private_binary(binary: str, repo: pathlib.Path, prefix: str):
     """Copies the gateway binary into a new temp dir (a rebuild during the run does not disturb it, and a
     name-based cleanup elsewhere does not match our processes). Returns (workdir, copy, src); prints the
     failure and returns None when the binary cannot be copied."""
-    import shutil
-    import tempfile
     src = pathlib.Path(binary)
     if not src.is_absolute() and not src.exists() and (repo / src).exists():
         src = repo / src
@@ -759,3 +758,17 @@ def private_binary(binary: str, repo: pathlib.Path, prefix: str):
         print("0 passed, 1 failed")
         return None
     return workdir, copy, src
+
+
+async def schema_failure(checker, stats: dict, name: str) -> str | None:
+    """Collects the schema checker's violations of case `name`, counts them in `stats`, and returns the
+    case's failure message, or None when every frame was valid."""
+    try:
+        viol = await checker.collect(name)
+    except Exception as e:
+        viol = [("?", "", f"schema check failed: {e}")]
+    if not viol:
+        return None
+    stats["schema_violations"] += len(viol)
+    kinds = sorted({k for k, _, _ in viol})
+    return f"{len(viol)} schema violations ({', '.join(kinds)}); first: {viol[0][2]} in {viol[0][1][:160]}"

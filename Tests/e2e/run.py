@@ -36,7 +36,7 @@ import cases_security  # noqa: E402
 import cases_session  # noqa: E402
 import kafkatools  # noqa: E402
 import schemacheck  # noqa: E402
-from harness import CaseError, Ctx, format_exc, run_guarded, private_binary  # noqa: E402
+from harness import CaseError, Ctx, format_exc, run_guarded, private_binary, schema_failure  # noqa: E402
 
 INVARIANTS = ["lost_acked", "reordered", "duplicates", "silent_gaps", "schema_violations",
               "nacked_seen", "unanswered", "record_mismatch", "content_mismatch"]
@@ -202,15 +202,9 @@ async def run_case(ctx: Ctx, name: str, fn, timeout: float) -> bool:
             await asyncio.wait_for(ctx.close_clients(), 15)
         except Exception:
             pass
-    try:
-        viol = await ctx.checker.collect(name)
-    except Exception as e:
-        viol = [("?", "", f"schema check failed: {e}")]
-    if viol:
-        ctx.stats["schema_violations"] += len(viol)
-        kinds = sorted({k for k, _, _ in viol})
-        ctx.fails.append(f"{len(viol)} schema violations ({', '.join(kinds)}); first: {viol[0][2]} in "
-                         f"{viol[0][1][:160]}")
+    failure = await schema_failure(ctx.checker, ctx.stats, name)
+    if failure:
+        ctx.fails.append(failure)
     dt = time.monotonic() - t0
     if ctx.fails:
         reason = " | ".join(ctx.fails)
